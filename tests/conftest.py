@@ -28,7 +28,9 @@ def glue_dir() -> pathlib.Path:
 def minilm_fixture_path() -> pathlib.Path:
     """PyTorch reference outputs of all-MiniLM-L6-v2 (parity target)."""
     path = pathlib.Path(
-        os.environ.get("TKD_MINILM_FIXTURE", REPO.parent / "shared" / "fixtures" / "minilm_reference.npz")
+        os.environ.get(
+            "TKD_MINILM_FIXTURE", REPO.parent / "shared" / "fixtures" / "minilm_reference.npz"
+        )
     )
     if not path.exists():
         pytest.skip(f"reference fixture not found at {path}")
