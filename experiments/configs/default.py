@@ -1,0 +1,81 @@
+"""Default config for `python -m experiments.glue`; recipe files override a few fields.
+
+Every key is overridable from the command line: `--config.key=value` (nested:
+`--config.distill.alpha=0.7`). Only the experiment entry point reads this config.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    # --- model -------------------------------------------------------------------------------
+    c.model = "student_small"  # Transformer preset or baseline (rnn, lstm, bilstm, cnn)
+    c.dropout_rate = -1.0  # < 0: the preset's own dropout; else override hidden dropout
+    c.init_from = ""  # workdir of an earlier run (e.g. mlm) to start the encoder from
+    c.init_from_teacher_layers = ""  # e.g. "0,2,4": copy teacher layers + embeddings
+
+    # --- data --------------------------------------------------------------------------------
+    c.data_source = "auto"  # auto (data_dir, GLUE_DIR, then the hub) | local | hub | tfds
+    c.max_len = 128  # tokens per example after [CLS]/[SEP] (longest-first truncation of pairs)
+    c.tokenizer = "teacher"  # teacher: the teacher's WordPiece | trained: on train text
+    c.vocab_size = 8000  # size of the trained WordPiece vocabulary (tokenizer=trained only)
+    c.max_train_examples = 0  # > 0: use only the first N training examples (smoke runs)
+    c.max_eval_examples = 0  # > 0: evaluate on only the first N examples of each dev split
+    c.preprocess = ml_collections.ConfigDict()
+    c.preprocess.dedup = False  # drop duplicate training examples (never dev)
+    c.preprocess.drop_missing = True  # drop rows whose text is empty (counted in the report)
+    c.preprocess.lowercase = False  # lower-case text (the uncased WordPiece already does)
+    c.preprocess.strip_punctuation = False  # remove punctuation characters
+    c.preprocess.expand_contractions = False  # expand contractions/abbreviations (documented table)
+    c.preprocess.augment = "none"  # none | delete | swap  (random word deletion / swap, train only)
+    c.preprocess.augment_prob = 0.1  # per-word probability for augmentation
+
+    # --- optimisation --------------------------------------------------------------------------
+    c.batch_size = 32  # global training batch size (divisible by the device count)
+    c.eval_batch_size = 128  # global eval batch size
+    c.num_epochs = 3  # passes over the training set
+    c.num_train_steps = -1  # > 0: stop after this many steps (overrides num_epochs)
+    c.learning_rate = 1e-4  # peak learning rate of AdamW
+    c.schedule = "linear"  # linear | cosine | constant decay after warmup
+    c.warmup_ratio = 0.1  # fraction of optimizer updates spent on linear warmup
+    c.weight_decay = 0.01  # AdamW decoupled weight decay (not on biases / LayerNorm)
+    c.adam_b1 = 0.9  # AdamW beta1
+    c.adam_b2 = 0.999  # AdamW beta2
+    c.adam_eps = 1e-8  # AdamW epsilon
+    c.grad_clip_norm = 1.0  # global-norm gradient clipping (0 disables)
+    c.grad_accum_steps = 1  # micro-batches per update (optax.MultiSteps)
+
+    # --- efficiency ----------------------------------------------------------------------------
+    c.precision = "fp32"  # fp32 | bf16 | fp16 (compute dtype; params and optimizer state stay fp32)
+    c.loss_scale = 32768.0  # fp16 initial dynamic loss scale
+    c.loss_scale_growth_interval = 2000  # fp16: finite steps before the scale doubles
+    c.parallel = "jit"  # jit (device mesh + NamedSharding) | pmap
+    c.num_devices = 0  # 0: all devices
+
+    # --- distillation (recipes tkd, kd) --------------------------------------------------------
+    c.distill = ml_collections.ConfigDict()
+    c.distill.enabled = False  # add the teacher term (set by the tkd/kd recipes)
+    c.distill.alpha = 0.5  # total = (1 - alpha) CE(hard) + alpha KD  (paper: 0.5)
+    c.distill.temperature = 1.0  # softmax temperature T of eq 9 (paper: 1)
+    c.distill.kind = "ce"  # ce (eq 9) | kl
+    c.distill.t2_scaling = False  # multiply the soft term by T^2 (Hinton)
+    c.distill.soft_labels = "cached"  # cached: teacher logits computed once | online: in the step
+    c.distill.teacher_runs = ""  # comma-separated workdirs of fine-tuned `teacher` runs
+    c.distill.teacher_weights = ""  # comma-separated weights for several teachers ("" = equal)
+    c.distill.feature_weight = 0.0  # weight of hidden-state MSE (online only)
+    c.distill.feature_kind = "mse"  # mse | cosine
+    c.distill.feature_layers = ""  # "s:t,s:t" hidden-state index pairs ("" = uniform mapping)
+    c.distill.attention_weight = 0.0  # weight of attention-map distillation (online only)
+    c.distill.attention_kind = "mse"  # mse | kl
+    c.distill.attention_layers = ""  # "s:t,..." layer pairs ("" = uniform mapping)
+
+    # --- loop, checkpoints, logging -------------------------------------------------------------
+    c.eval_every_steps = 0  # 0: evaluate at the end of each epoch
+    c.checkpoint_every_steps = 0  # 0: checkpoint at every eval
+    c.keep_checkpoints = 2  # last k checkpoints kept (plus the best by the dev metric)
+    c.log_every_steps = 50  # metrics.jsonl / TensorBoard train scalars
+    c.progress_bar = True  # tqdm bar (only when stdout is a terminal)
+    c.async_checkpoints = True  # orbax async saves
+    c.seed = 0  # set by --seed: parameter init, dropout and data order
+    return c
