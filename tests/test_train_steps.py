@@ -9,7 +9,8 @@ import pytest
 
 from tkd_jax import losses
 from tkd_jax.models import create_model
-from tkd_jax.train import optim, state as state_lib, steps
+from tkd_jax.train import optim, steps
+from tkd_jax.train import state as state_lib
 
 VOCAB, LEN, BATCH = 64, 12, 16
 
