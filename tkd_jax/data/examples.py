@@ -58,6 +58,10 @@ class Split:
             name=self.name,
         )
 
+    def take(self, n: int) -> Split:
+        """The first ``n`` examples (all if ``n`` >= len)."""
+        return self.select(np.arange(min(n, len(self))))
+
     def texts(self, i: int) -> tuple[str, ...]:
         """The text field(s) of example ``i``."""
         if self.text_b is None:

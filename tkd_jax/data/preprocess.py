@@ -9,12 +9,12 @@ Steps run in this order (each only if switched on):
   expand_contractions  "won't" -> "will not", "does n't" -> "does not", "e.g." -> "for
                        example", ... (the table ``CONTRACTIONS`` / ``ABBREVIATIONS`` below)
   lowercase            ``str.lower()``
-  remove_punctuation   every Unicode punctuation char and ASCII symbol
+  strip_punctuation    every Unicode punctuation char and ASCII symbol
                        (``string.punctuation``) becomes a space; runs of spaces collapse
   drop_missing         train: rows with an empty (or all-space) text or no label are
                        dropped; eval: they are counted but kept, so the dev set stays the
                        official one
-  remove_duplicates    train only: rows whose texts and label equal an earlier row's
+  dedup                train only: rows whose texts and label equal an earlier row's
   augment              train only: ``augment_copies`` extra copies of every row with random
                        word deletion and / or swap (seeded), appended after the originals
 
@@ -85,29 +85,32 @@ class PreprocessConfig:
     Attributes:
       expand_contractions: expand the CONTRACTIONS / ABBREVIATIONS tables.
       lowercase: lower-case every text.
-      remove_punctuation: punctuation and ASCII symbols -> spaces, whitespace collapsed.
+      strip_punctuation: punctuation and ASCII symbols -> spaces, whitespace collapsed.
       drop_missing: drop train rows with an empty text or no label (eval rows are counted).
-      remove_duplicates: drop train rows equal (texts and label) to an earlier row.
-      augment: augmentation ops, any of "delete", "swap" (a tuple or "delete,swap").
+      dedup: drop train rows equal (texts and label) to an earlier row.
+      augment: augmentation ops, any of "delete", "swap": a tuple, or a string such as
+        "delete", "delete,swap" or "none".
       augment_copies: augmented copies added per train row.
       augment_prob: probability of deleting each word ("delete").
       augment_swaps: word pairs swapped per text ("swap").
-      augment_seed: seed of the augmentation.
+      seed: seed of the augmentation.
     """
 
     expand_contractions: bool = False
     lowercase: bool = False
-    remove_punctuation: bool = False
+    strip_punctuation: bool = False
     drop_missing: bool = False
-    remove_duplicates: bool = False
+    dedup: bool = False
     augment: tuple[str, ...] | str = ()
     augment_copies: int = 1
     augment_prob: float = 0.1
     augment_swaps: int = 1
-    augment_seed: int = 0
+    seed: int = 0
 
     def __post_init__(self):
-        ops = self.augment.split(",") if isinstance(self.augment, str) else self.augment
+        ops = self.augment
+        if isinstance(ops, str):
+            ops = () if ops.strip().lower() == "none" else ops.replace("+", ",").split(",")
         self.augment = tuple(op.strip() for op in ops if op.strip())
         bad = [op for op in self.augment if op not in _AUGMENT_OPS]
         if bad:
@@ -199,7 +202,7 @@ def _augment_text(text: str, config: PreprocessConfig, rng: np.random.Generator)
 
 
 def _augment(split: Split, config: PreprocessConfig) -> tuple[Split, dict]:
-    rng = np.random.default_rng(config.augment_seed)
+    rng = np.random.default_rng(config.seed)
     a, b = list(split.text_a), None if split.text_b is None else list(split.text_b)
     for _ in range(config.augment_copies):
         for i in range(len(split)):
@@ -225,14 +228,14 @@ STEPS = {
         lambda s, c, t: _map_texts(s, expand_contractions),
     ),
     "lowercase": (lambda c: c.lowercase, False, lambda s, c, t: _map_texts(s, str.lower)),
-    "remove_punctuation": (
-        lambda c: c.remove_punctuation,
+    "strip_punctuation": (
+        lambda c: c.strip_punctuation,
         False,
         lambda s, c, t: _map_texts(s, remove_punctuation),
     ),
     "drop_missing": (lambda c: c.drop_missing, False, lambda s, c, t: _drop_missing(s, t)),
-    "remove_duplicates": (
-        lambda c: c.remove_duplicates,
+    "dedup": (
+        lambda c: c.dedup,
         True,
         lambda s, c, t: _remove_duplicates(s),
     ),

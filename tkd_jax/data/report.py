@@ -102,7 +102,10 @@ def _label_text(labels: dict) -> str:
 
 
 def format_report(report: dict) -> str:
-    """Render :func:`inspect_data`'s dict as a few lines of text."""
+    """Render :func:`inspect_data`'s dict as a few lines of text.
+
+    An optional ``report["preprocess"]`` (split -> :func:`preprocess` report) is shown too.
+    """
     lines = [
         f"task {report['task']}  source {report['source']}",
         f"max_len {report['max_len']}  batch_size {report['batch_size']}  "
@@ -118,6 +121,15 @@ def format_report(report: dict) -> str:
             f"  padding efficiency: bucketed {pad['bucketed']:.3f} vs pad-to-max "
             f"{pad['pad_to_max']:.3f} ({pad['batches']} batches, {pad['shapes']} shapes)",
         ]
+    for name, pre in report.get("preprocess", {}).items():  # preprocess()'s reports, if added
+        steps = "; ".join(
+            f"{step} " + ", ".join(f"{k} {v}" for k, v in counts.items())
+            for step, counts in pre["steps"].items()
+        )
+        lines.append(
+            f"preprocess [{name}]: {pre['examples_in']} -> {pre['examples_out']} examples"
+            + (f"; {steps}" if steps else "")
+        )
     lines.append("files read (sha256):")
     lines += [f"  {digest}  {path}" for path, digest in report["files"].items()]
     return "\n".join(lines)
