@@ -120,7 +120,7 @@ def test_resume_yields_exactly_the_remaining_batches():
             np.testing.assert_array_equal(x[key], y[key])
     assert list(restarted.epoch(2, start_step=restarted.steps_per_epoch)) == []
     with pytest.raises(ConfigError):
-        next(restarted.epoch(2, start_step=restarted.steps_per_epoch + 1))
+        restarted.epoch(2, start_step=restarted.steps_per_epoch + 1)
 
 
 def test_process_shards_are_disjoint_and_agree():

@@ -178,8 +178,11 @@ class TrainBatcher:
         """This process's batches of ``epoch`` from step ``start_step`` on (for exact resume)."""
         if not 0 <= start_step <= self.steps_per_epoch:
             raise ConfigError(f"start_step {start_step} not in [0, {self.steps_per_epoch}]")
+        return self._batches(self.plan(epoch)[start_step:])
+
+    def _batches(self, plan: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
         lo = self.process_index * self.local_batch_size
-        for rows in self.plan(epoch)[start_step:]:
+        for rows in plan:
             local = rows[lo : lo + self.local_batch_size]
             yield make_batch(self.encoded, local, self.length_of(rows))
 
@@ -201,17 +204,22 @@ def eval_batches(
     """
     local_size = _check_sharding(batch_size, process_index, process_count)
     buckets = _check_buckets(encoded, buckets)
-    lo = process_index * local_size
     order = np.arange(len(encoded))
     if sort_by_length:
         order = np.argsort(encoded.lengths, kind="stable")
+    # Validation above runs now; the batches are made lazily by the generator.
+    lo = process_index * local_size
+    return _eval_batches(encoded, order, batch_size, buckets, slice(lo, lo + local_size))
+
+
+def _eval_batches(encoded, order, batch_size, buckets, local: slice):
     for start in range(0, len(encoded), batch_size):
         rows = np.full(batch_size, -1, np.int64)
         chunk = order[start : start + batch_size]
         rows[: len(chunk)] = chunk
         real = rows[rows >= 0]
         longest = max(int(encoded.lengths[real].max()), len(encoded.filler_ids))
-        yield make_batch(encoded, rows[lo : lo + local_size], _fit(buckets, longest))
+        yield make_batch(encoded, rows[local], _fit(buckets, longest))
 
 
 def padding_efficiency(batches) -> float:

@@ -1,8 +1,9 @@
 """GLUE from the Hugging Face hub: ``datasets.load_dataset("nyu-mll/glue", task)``.
 
-Both sources name the dev sets ``validation`` / ``validation_matched`` / ...; here they are
-``dev`` / ``dev_matched`` like the GLUE files. Unlabeled rows carry label -1 in both; for the
-regression task (stsb, scores in [0, 5]) that becomes nan, as in the local reader.
+The hub names the dev sets ``validation`` / ``validation_matched`` / ...; here they are
+``dev`` / ``dev_matched`` like the GLUE files (TFDS uses the hub's names too). Unlabeled rows
+carry label -1; for the regression task (stsb, scores in [0, 5]) that becomes nan, as in the
+local reader.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def source_split_name(split: str) -> str:
 
 
 def first_line(err: Exception) -> str:
+    """``"Type: first line of the message"`` (library errors can span many lines)."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"
 

@@ -122,18 +122,15 @@ class PreprocessConfig:
             )
 
 
+def _keep_case(repl: str, match: re.Match) -> str:
+    capital = match.group(0).lstrip()[:1].isupper() and repl[:1].islower()
+    return repl[0].upper() + repl[1:] if capital else repl
+
+
 def expand_contractions(text: str) -> str:
     """Apply the CONTRACTIONS then ABBREVIATIONS tables; keeps a leading capital."""
-
-    def sub(rule, repl):
-        def keep_case(m):
-            cap = m.group(0).lstrip()[:1].isupper() and repl[:1].islower()
-            return repl[0].upper() + repl[1:] if cap else repl
-
-        return lambda t: rule.sub(keep_case, t)
-
     for rule, repl in _RULES:
-        text = sub(rule, repl)(text)
+        text = rule.sub(functools.partial(_keep_case, repl), text)
     return text
 
 
@@ -154,15 +151,12 @@ def remove_punctuation(text: str) -> str:
 
 
 def _map_texts(split: Split, fn) -> tuple[Split, dict]:
+    """Apply ``fn`` to every text; counts the examples with any text changed."""
     a = [fn(t) for t in split.text_a]
     b = None if split.text_b is None else [fn(t) for t in split.text_b]
-    changed = sum(x != y for x, y in zip(a, split.text_a, strict=True))
-    if b is not None:
-        changed = sum(
-            x != y or u != v
-            for x, y, u, v in zip(a, split.text_a, b, split.text_b, strict=True)
-        )
-    return dataclasses.replace(split, text_a=a, text_b=b), {"changed": int(changed)}
+    out = dataclasses.replace(split, text_a=a, text_b=b)
+    changed = sum(out.texts(i) != split.texts(i) for i in range(len(split)))
+    return out, {"changed": int(changed)}
 
 
 def _missing_rows(split: Split) -> np.ndarray:
