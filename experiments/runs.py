@@ -48,6 +48,8 @@ def _dummy_inputs():
 def build_model(config, *, num_labels: int, vocab_size: int, teacher, dtype, rng, head_rng):
     """(module, params, description) for config.model; "pretrained" imports the teacher."""
     overrides = {"dropout_rate": config.dropout_rate} if config.dropout_rate >= 0 else {}
+    if config.attention_dropout_rate >= 0:
+        overrides["attention_dropout_rate"] = config.attention_dropout_rate
     if config.model == "pretrained":
         cfg, params, _ = load_hf_bert(resolve_teacher(teacher), num_labels=num_labels,
                                       dtype=dtype, rng=head_rng)

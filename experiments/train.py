@@ -46,7 +46,7 @@ def load_data(config, *, task: str, data_dir: str | None, teacher: str | None,
         split = task_data.splits[name]
         limit = config.max_train_examples if name == "train" else config.max_eval_examples
         if limit > 0:
-            split = split.take(limit)
+            split = split.select(np.arange(min(limit, len(split))))
         splits[name], reports[name] = data_lib.preprocess(split, pcfg, is_train=name == "train")
     tokenizer = make_tokenizer(config, splits["train"], teacher=teacher, workdir=workdir)
     encoded = {n: data_lib.encode_split(tokenizer, s, max_len=config.max_len)
@@ -255,7 +255,8 @@ def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str
         start_step=start_step, evaluate=evaluate_and_remember, main_metric=spec.main_metric,
         checkpointer=checkpointer, writer=writer, make_meta=make_meta,
         fp16=config.precision == "fp16", progress=config.progress_bar, hooks=hooks,
-        last_eval=last_eval)
+        last_eval=last_eval,
+        learning_rate=lambda s: lr_schedule(s // config.grad_accum_steps))
     checkpointer.close()
     writer.close()
     if result.interrupted:

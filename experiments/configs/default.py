@@ -12,6 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
     # --- model -------------------------------------------------------------------------------
     c.model = "student_small"  # Transformer preset or baseline (rnn, lstm, bilstm, cnn)
     c.dropout_rate = -1.0  # < 0: the preset's own dropout; else override hidden dropout
+    c.attention_dropout_rate = -1.0  # < 0: the preset's own; else override (Transformers only)
     c.init_from = ""  # workdir of an earlier run (e.g. mlm) to start the encoder from
     c.init_from_teacher_layers = ""  # e.g. "0,2,4": copy teacher layers + embeddings
 
@@ -28,8 +29,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.preprocess.lowercase = False  # lower-case text (the uncased WordPiece already does)
     c.preprocess.strip_punctuation = False  # remove punctuation characters
     c.preprocess.expand_contractions = False  # expand contractions/abbreviations (documented table)
-    c.preprocess.augment = "none"  # none | delete | swap  (random word deletion / swap, train only)
-    c.preprocess.augment_prob = 0.1  # per-word probability for augmentation
+    c.preprocess.augment = "none"  # none | delete | swap | delete,swap (train only)
+    c.preprocess.augment_prob = 0.1  # per-word deletion probability (augment=delete)
+    c.preprocess.augment_swaps = 1  # word pairs swapped per text (augment=swap)
+    c.preprocess.augment_copies = 1  # augmented copies added per training example
 
     # --- optimisation --------------------------------------------------------------------------
     c.batch_size = 32  # global training batch size (divisible by the device count)

@@ -88,12 +88,14 @@ def fit(
     evaluate: Callable[[Any], dict[str, Any]], main_metric: str, checkpointer, writer,
     make_meta: Callable[[int, float, float], dict], fp16: bool = False, progress: bool = True,
     hooks: Sequence[Callable[[str, int, Any], None]] = (), last_eval: dict | None = None,
+    learning_rate: Callable[[int], Any] | None = None,
 ) -> FitResult:
     """Run from `start_step` to `schedule.total_steps`.
 
     batches_for_epoch(epoch, start_index) yields NumPy batches of that epoch from start_index.
     evaluate(state) -> {"main": float, ...metrics}; hooks get ("step"|"checkpoint", step, state).
     make_meta(step, seconds, examples) -> JSON saved with the checkpoint (data position, timing).
+    learning_rate(step) (optional) is logged with the train metrics.
     """
     step = start_step
     pending: list[tuple[int, dict]] = []
@@ -116,7 +118,9 @@ def fit(
         window_ex += ex
         now = time.perf_counter()
         summary = {k: float(np.mean([float(m[k]) for _, m in host]))
-                   for k in host[-1] if k not in ("finite", "examples")}
+                   for k in host[-1][1] if k not in ("finite", "examples")}
+        if learning_rate is not None:
+            summary["learning_rate"] = float(learning_rate(host[-1][0] - 1))
         summary["examples_per_second"] = window_ex / max(now - window_t, 1e-9)
         window_t, window_ex = now, 0.0
         writer.write(host[-1][0], "train", summary)
