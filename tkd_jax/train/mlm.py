@@ -24,6 +24,7 @@ row rather than at all ``L``: with a 30k vocabulary that projection dominates th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 
@@ -111,14 +112,19 @@ def _num_random(vocab_size, mask_id, special_ids, first_regular_id) -> int:
     return vocab_size - first_regular_id - len(excluded)
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))  # one compile, not one per eager primitive
 def _token_draws(rng, row_ids, length: int, num_random: int):
     """Per-token ``(u_choose, u_kind)`` float32 ``[B, L]`` in [0, 1) and an int32 ``[B, L]`` in
-    ``[0, num_random)``, each a function of (rng, row id, position) only."""
+    ``[0, num_random)``, each a function of (rng, row id, position) only.
+
+    One 96-bit draw per token: two 24-bit uniforms and ``bits % num_random`` (its bias,
+    < num_random / 2**32, is negligible for any vocabulary).
+    """
 
     def token(row_key, pos):
-        choose_kind, token_key = jax.random.split(jax.random.fold_in(row_key, pos))
-        u = jax.random.uniform(choose_kind, (2,))
-        return u[0], u[1], jax.random.randint(token_key, (), 0, num_random, jnp.int32)
+        bits = jax.random.bits(jax.random.fold_in(row_key, pos), (3,), jnp.uint32)
+        u = (bits[:2] >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        return u[0], u[1], (bits[2] % jnp.uint32(num_random)).astype(jnp.int32)
 
     def row(row_id):
         row_key = jax.random.fold_in(rng, row_id)
