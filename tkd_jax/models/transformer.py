@@ -407,6 +407,12 @@ PRESETS: dict[str, TransformerConfig] = {
         activation="gelu", position="learned", max_len=512, type_vocab_size=2,
         pooling="cls", use_pooler=True, layer_norm_eps=1e-12,
     ),
+    # A 3-layer student with the teacher's widths, so it can start from teacher layers 0, 2, 4.
+    "minilm_l3": TransformerConfig(
+        hidden_size=384, num_layers=3, num_heads=12, intermediate_size=1536,
+        activation="gelu", position="learned", max_len=512, type_vocab_size=2,
+        pooling="cls", use_pooler=True, layer_norm_eps=1e-12,
+    ),
     # A small BERT-style student.
     "student_small": TransformerConfig(
         hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,

@@ -1,0 +1,120 @@
+"""Run a named plan of experiments one after another and collect the results.
+
+    python -m experiments.reproduce --plan sst2_baselines [--runs_dir runs] [--results_dir results]
+    python -m experiments.reproduce --plan mrpc_tkd --only teacher,tkd
+
+Each entry is one `python -m experiments.glue` command (printed, and run in a subprocess so a
+crash of one run does not lose the others). Runs resume when re-run. After each run its
+final_metrics.json, manifest.json and command land in results/<plan>/<entry>/, and
+results/<plan>/README.md is regenerated as a table. Checkpoints stay in runs/ (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import time
+
+# entry: (name, task, recipe, extra args). "{runs}" expands to the plan's runs directory.
+PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
+    # Issue: SST-2 baselines within 3 epochs (paper Table II families).
+    "sst2_baselines": [
+        ("lstm", "sst2", "lstm", ["--config.num_epochs=3"]),
+        ("cnn", "sst2", "cnn", ["--config.num_epochs=3"]),
+        ("transformer_small", "sst2", "transformer", ["--config.num_epochs=3"]),
+    ],
+    # TKD-NLP on MRPC: fine-tuned MiniLM teacher, a 3-layer student initialised from teacher
+    # layers 0,2,4 trained with (tkd) and without (transformer = T-NLP) distillation.
+    "mrpc_tkd": [
+        ("teacher", "mrpc", "teacher", ["--config.num_epochs=3"]),
+        ("tkd", "mrpc", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=3",
+                                "--config.init_from_teacher_layers=0,2,4",
+                                "--config.learning_rate=5e-5", "--teacher_run",
+                                "{runs}/teacher"]),
+        ("transformer", "mrpc", "transformer", ["--config.model=minilm_l3",
+                                                "--config.num_epochs=3",
+                                                "--config.init_from_teacher_layers=0,2,4",
+                                                "--config.learning_rate=5e-5"]),
+    ],
+    # TKD-NLP on SST-2 (one teacher epoch keeps the CPU budget bounded).
+    "sst2_tkd": [
+        ("teacher", "sst2", "teacher", ["--config.num_epochs=1"]),
+        ("tkd", "sst2", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=1",
+                                "--config.init_from_teacher_layers=0,2,4",
+                                "--config.learning_rate=5e-5", "--teacher_run",
+                                "{runs}/teacher"]),
+        ("kd", "sst2", "kd", ["--config.num_epochs=3", "--teacher_run", "{runs}/teacher"]),
+    ],
+}
+
+METRIC_COLUMNS = ("accuracy", "f1", "mcc", "pearson", "spearman", "glue_score")
+
+
+def _command(task, recipe, workdir, extra, runs_dir, seed):
+    extra = [a.replace("{runs}", str(runs_dir)) for a in extra]
+    return [sys.executable, "-m", "experiments.glue", "--task", task, "--recipe", recipe,
+            "--workdir", str(workdir), "--seed", str(seed), *extra]
+
+
+def write_table(plan: str, results: pathlib.Path) -> None:
+    rows = []
+    for d in sorted(p for p in results.iterdir() if (p / "final_metrics.json").exists()):
+        f = json.loads((d / "final_metrics.json").read_text())
+        cmd = (d / "command.txt").read_text().strip()
+        rows.append((d.name, f, cmd))
+    lines = [f"# {plan}", "", "Produced by `python -m experiments.reproduce --plan "
+             f"{plan}` on CPU; each row's exact command is below the table.", "",
+             "| run | task | recipe | " + " | ".join(METRIC_COLUMNS) +
+             " | params | train s | examples/s |",
+             "|---" * (6 + len(METRIC_COLUMNS)) + "|"]
+    for name, f, _ in rows:
+        m = f["metrics"]
+        vals = [f"{m[k]:.4f}" if k in m else "" for k in METRIC_COLUMNS]
+        lines.append(f"| {name} | {f['task']} | {f['recipe']} | " + " | ".join(vals) +
+                     f" | {f['num_params']:,} | {f['train_seconds']:.0f} | "
+                     f"{f['train_examples_per_second']:.1f} |")
+    lines += ["", "Commands:", ""] + [f"- {name}: `{cmd}`" for name, _, cmd in rows]
+    (results / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--plan", required=True, choices=sorted(PLANS))
+    p.add_argument("--runs_dir", default="runs")
+    p.add_argument("--results_dir", default="results")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", default="", help="comma-separated entry names")
+    args = p.parse_args(argv)
+    runs_dir = pathlib.Path(args.runs_dir) / args.plan
+    results = pathlib.Path(args.results_dir) / args.plan
+    only = {x for x in args.only.split(",") if x}
+    failed = 0
+    for name, task, recipe, extra in PLANS[args.plan]:
+        if only and name not in only:
+            continue
+        workdir = runs_dir / name
+        cmd = _command(task, recipe, workdir, extra, runs_dir, args.seed)
+        shown = shlex.join(["python"] + cmd[1:])
+        print(f"[{time.strftime('%H:%M:%S')}] {shown}", flush=True)
+        proc = subprocess.run(cmd, env=os.environ)
+        if proc.returncode != 0:
+            print(f"  failed with exit code {proc.returncode}", flush=True)
+            failed += 1
+            continue
+        out = results / name
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ("final_metrics.json", "manifest.json"):
+            (out / f).write_text((workdir / f).read_text())
+        (out / "command.txt").write_text(shown.replace(str(runs_dir), f"runs/{args.plan}")
+                                         + "\n")
+        write_table(args.plan, results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
