@@ -150,8 +150,8 @@ def test_cnn_matches_numpy():
 
 def test_token_types_change_the_output():
     ids, mask, tt = _batch()
-    for model in (RNNClassifier(_rnn_cfg()), CNNClassifier(CNNConfig(vocab_size=VOCAB,
-                                                                      embed_dim=8))):
+    cnn = CNNConfig(vocab_size=VOCAB, embed_dim=8, num_filters=4)
+    for model in (RNNClassifier(_rnn_cfg()), CNNClassifier(cnn)):
         p = model.init(jax.random.key(0), ids, mask)["params"]
         with_types = model.apply({"params": p}, ids, mask, tt).logits
         without = model.apply({"params": p}, ids, mask).logits
