@@ -24,7 +24,11 @@ SCRIPT = textwrap.dedent("""
     train.train_and_evaluate(config, workdir, task="rte", recipe="transformer",
                              data_dir=data_dir)
 """)
-FLAGS = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+# Generous collective timeouts: 8 fake devices share 2 cores, so on a loaded machine a replica
+# can reach an all-reduce long after the others (the default aborts the process).
+FLAGS = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 "
+                      "--xla_cpu_collective_call_terminate_timeout_seconds=900 "
+                      "--xla_cpu_collective_timeout_seconds=900"}
 
 
 def test_jit_1_and_8_devices_and_pmap_agree(glue_dir, tmp_path):

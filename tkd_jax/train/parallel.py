@@ -58,7 +58,10 @@ class DataParallel:
     # -- placement ---------------------------------------------------------------------------
     def put_replicated(self, tree):
         if self.mode == "pmap":
-            return jax.device_put_replicated(tree, self.local_devices)
+            # One copy per local device along a new leading axis (what pmap maps over).
+            n = len(self.local_devices)
+            stacked = lambda x: np.broadcast_to(np.asarray(x)[None], (n, *np.shape(x)))
+            return jax.device_put(jax.tree.map(stacked, tree), self.sharded)
         return jax.device_put(tree, self.replicated)
 
     def put_batch(self, batch: dict[str, np.ndarray]):
