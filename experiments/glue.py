@@ -16,7 +16,7 @@ import sys
 
 from experiments import cli
 
-RECIPES = ("teacher", "transformer", "tkd", "kd", "rnn", "lstm", "cnn")
+RECIPES = ("teacher", "transformer", "tkd", "kd", "rnn", "lstm", "cnn", "mlm")
 
 
 def build_config(recipe: str, variant: str | None, overrides, *, seed: int):
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     if args.teacher_run:
         config.distill.teacher_runs = ",".join(args.teacher_run)
 
-    from experiments import train  # heavy imports after the arguments are known good
+    from experiments import pretrain, train  # heavy imports after the arguments are checked
 
     if args.inspect_data:
         print(train.inspect(config, task=args.task, data_dir=args.data_dir,
@@ -64,8 +64,12 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.workdir:
         raise cli.ConfigError("command line: --workdir is required to train")
-    train.train_and_evaluate(config, args.workdir, task=args.task, recipe=args.recipe,
-                             data_dir=args.data_dir, teacher=args.teacher)
+    if args.recipe == "mlm":
+        pretrain.pretrain_mlm(config, args.workdir, task=args.task, data_dir=args.data_dir,
+                              teacher=args.teacher)
+    else:
+        train.train_and_evaluate(config, args.workdir, task=args.task, recipe=args.recipe,
+                                 data_dir=args.data_dir, teacher=args.teacher)
     return 0
 
 

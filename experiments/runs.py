@@ -108,7 +108,7 @@ def best_step(ckpt_dir: pathlib.Path) -> int:
 
 def load_run_params(run_dir, *, step: int | None = None) -> dict:
     """params["model"] of a finished run's best (or given) checkpoint, as NumPy arrays."""
-    ckpt_dir = pathlib.Path(run_dir) / "checkpoints"
+    ckpt_dir = pathlib.Path(run_dir).absolute() / "checkpoints"  # orbax wants absolute paths
     if not ckpt_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no checkpoints/ directory (not a finished run?)")
     step = best_step(ckpt_dir) if step is None else step
@@ -116,8 +116,9 @@ def load_run_params(run_dir, *, step: int | None = None) -> dict:
         with ocp.StandardCheckpointer() as ckptr:
             restored = ckptr.restore(ckpt_dir / str(step) / "state")
     except Exception as e:  # orbax raises many types for unreadable checkpoints
+        first = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"{ckpt_dir / str(step)}: unreadable checkpoint "
-                              f"({type(e).__name__})") from None
+                              f"({type(e).__name__}: {first[:200]})") from None
     return jax.tree.map(np.asarray, restored["params"]["model"])
 
 

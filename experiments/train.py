@@ -132,12 +132,8 @@ def config_fingerprint(config) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str | None = None,
-                       teacher: str | None = None, hooks=()) -> dict[str, Any]:
-    """Train `recipe` on `task`; write the DESIGN contract files into workdir; return final."""
+def make_parallel(config) -> parallel.DataParallel:
     parallel.maybe_initialize_distributed()
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     if config.precision not in state_lib.PRECISIONS:
         raise ConfigError(f"config.precision: expected one of {sorted(state_lib.PRECISIONS)}, "
                           f"got {config.precision!r}")
@@ -147,32 +143,16 @@ def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str
     if config.batch_size % jax.process_count():
         raise ConfigError(f"config.batch_size: {config.batch_size} is not divisible by the "
                           f"{jax.process_count()} processes")
+    return dp
 
-    spec, task_data, splits, reports, tokenizer, encoded = load_data(
-        config, task=task, data_dir=data_dir, teacher=teacher, workdir=workdir)
-    buckets = data_lib.bucket_lengths(config.max_len)
-    batcher = data_lib.TrainBatcher(
-        encoded["train"], batch_size=config.batch_size, seed=config.seed, buckets=buckets,
-        process_index=jax.process_index(), process_count=jax.process_count())
 
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, head_rng, dropout_rng = jax.random.split(rng, 3)
-    dtype = state_lib.compute_dtype(config.precision)
-    model, model_params, model_desc = runs.build_model(
-        config, num_labels=spec.num_labels, vocab_size=tokenizer.get_vocab_size(),
-        teacher=teacher, dtype=dtype, rng=init_rng, head_rng=head_rng)
-    runs.save_model_desc(workdir, model_desc)
-    tokenizer.save(str(workdir / "tokenizer.json"))
+def run_loop(config, workdir: pathlib.Path, *, dp, model, params, train_step, evaluate,
+             main_metric, batcher, batch_transform=None, teacher_params=(), hooks=(),
+             manifest: dict):
+    """Optimizer, state, resume, manifest and the train loop shared by every recipe.
 
-    dspec, teachers, teacher_params, soft_cache, projection = None, (), (), None, None
-    if config.distill.enabled:
-        dspec, teachers, teacher_params, soft_cache, projection = distill_setup.setup(
-            config, model=model, model_params=model_params, encoded_train=encoded["train"],
-            task_files=task_data.files, dp=dp, buckets=buckets, rng=init_rng)
-    params = {"model": model_params}
-    if projection:
-        params["projection"] = projection
-
+    Returns (FitResult, last eval result, timing {"train_seconds", "train_examples"}).
+    """
     steps_per_epoch = batcher.steps_per_epoch
     total_steps = (config.num_train_steps if config.num_train_steps > 0
                    else config.num_epochs * steps_per_epoch)
@@ -185,23 +165,13 @@ def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str
         grad_accum_steps=config.grad_accum_steps)
     state = state_lib.create_train_state(
         apply_fn=model.apply, params=params, tx=tx, precision=config.precision,
-        rng=dropout_rng, loss_scale=config.loss_scale,
+        rng=jax.random.fold_in(jax.random.PRNGKey(config.seed), 1),
+        loss_scale=config.loss_scale,
         loss_scale_growth_interval=config.loss_scale_growth_interval)
-
-    step_spec = steps.StepSpec(
-        regression=spec.is_regression, num_labels=spec.num_labels,
-        fp16=config.precision == "fp16",
-        axis_name=parallel.PMAP_AXIS if config.parallel == "pmap" else None, distill=dspec)
-    eval_spec = steps.StepSpec(regression=spec.is_regression, num_labels=spec.num_labels)
-    train_step = dp.compile_train(steps.train_step, spec=step_spec, model=model,
-                                  teachers=teachers)
-    eval_step = dp.compile_eval(steps.eval_step, spec=eval_spec, model=model)
-    evaluate = make_evaluator(spec, encoded, dp=dp, eval_step=eval_step,
-                              batch_size=config.eval_batch_size, buckets=buckets)
 
     fingerprint = config_fingerprint(config)
     checkpointer = ckpt_lib.Checkpointer(
-        workdir / "checkpoints", keep=config.keep_checkpoints, best_metric=spec.main_metric,
+        workdir / "checkpoints", keep=config.keep_checkpoints, best_metric=main_metric,
         async_save=config.async_checkpoints)
     start_step, last_eval, prior = 0, None, {}
     restored = checkpointer.restore(state)
@@ -214,23 +184,20 @@ def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str
         last_eval, prior = meta.get("last_eval"), meta.get("timing", {})
     writer = reporting.MetricWriter(workdir, enabled=jax.process_index() == 0)
     writer.truncate_after(start_step)
-    data_sha = {**task_data.files}
-    reporting.write_json(workdir / "manifest.json", reporting.manifest(
-        config=config.to_dict(), task=spec.name, recipe=recipe, seed=config.seed,
-        data_files=data_sha, extra={
-            "preprocess": reports, "num_params": count_params(model_params),
-            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-            "config_fingerprint": fingerprint, "model": model_desc,
-            "resumed_from_step": start_step}))
+    if jax.process_index() == 0:
+        extra = {**manifest.get("extra", {}), "steps_per_epoch": steps_per_epoch,
+                 "total_steps": total_steps, "config_fingerprint": fingerprint,
+                 "resumed_from_step": start_step}
+        reporting.write_json(workdir / "manifest.json", reporting.manifest(
+            config=config.to_dict(), task=manifest["task"], recipe=manifest["recipe"],
+            seed=config.seed, data_files=manifest["data_files"], extra=extra))
     base_rng = dp.put_replicated(np.asarray(state.rng))  # dropout key; saved in the state
     state = dp.put_replicated(state)
     teacher_params = dp.put_replicated(teacher_params) if teacher_params else ()
 
     def batches_for_epoch(epoch, index):
         it = batcher.epoch(epoch, start_step=index)
-        if soft_cache is None:
-            return it
-        return (distill_setup.attach_soft_labels(b, soft_cache) for b in it)
+        return it if batch_transform is None else map(batch_transform, it)
 
     last_eval_ref = {"v": last_eval}
 
@@ -252,7 +219,7 @@ def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str
         rng=base_rng, teacher_params=teacher_params,
         schedule=loop_lib.Schedule(total_steps, steps_per_epoch, config.eval_every_steps,
                                    config.checkpoint_every_steps, config.log_every_steps),
-        start_step=start_step, evaluate=evaluate_and_remember, main_metric=spec.main_metric,
+        start_step=start_step, evaluate=evaluate_and_remember, main_metric=main_metric,
         checkpointer=checkpointer, writer=writer, make_meta=make_meta,
         fp16=config.precision == "fp16", progress=config.progress_bar, hooks=hooks,
         last_eval=last_eval,
@@ -262,10 +229,66 @@ def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str
     if result.interrupted:
         print(f"SIGTERM: checkpoint saved at step {result.step}; re-run the same command to "
               "resume", flush=True)
+    final = last_eval_ref["v"] or (None if result.interrupted else evaluate(result.state))
+    timing = {"train_seconds": prior.get("train_seconds", 0.0) + result.train_seconds,
+              "train_examples": prior.get("train_examples", 0.0) + result.train_examples}
+    return result, final, timing
+
+
+def train_and_evaluate(config, workdir, *, task: str, recipe: str, data_dir: str | None = None,
+                       teacher: str | None = None, hooks=()) -> dict[str, Any]:
+    """Train `recipe` on `task`; write the DESIGN contract files into workdir; return final."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    dp = make_parallel(config)
+
+    spec, task_data, splits, reports, tokenizer, encoded = load_data(
+        config, task=task, data_dir=data_dir, teacher=teacher, workdir=workdir)
+    buckets = data_lib.bucket_lengths(config.max_len)
+    batcher = data_lib.TrainBatcher(
+        encoded["train"], batch_size=config.batch_size, seed=config.seed, buckets=buckets,
+        process_index=jax.process_index(), process_count=jax.process_count())
+
+    init_rng, head_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+    dtype = state_lib.compute_dtype(config.precision)
+    model, model_params, model_desc = runs.build_model(
+        config, num_labels=spec.num_labels, vocab_size=tokenizer.get_vocab_size(),
+        teacher=teacher, dtype=dtype, rng=init_rng, head_rng=head_rng)
+    runs.save_model_desc(workdir, model_desc)
+    tokenizer.save(str(workdir / "tokenizer.json"))
+
+    dspec, teachers, teacher_params, soft_cache, projection = None, (), (), None, None
+    if config.distill.enabled:
+        dspec, teachers, teacher_params, soft_cache, projection = distill_setup.setup(
+            config, model=model, model_params=model_params, encoded_train=encoded["train"],
+            task_files=task_data.files, dp=dp, buckets=buckets, rng=init_rng)
+    params = {"model": model_params}
+    if projection:
+        params["projection"] = projection
+
+    step_spec = steps.StepSpec(
+        regression=spec.is_regression, num_labels=spec.num_labels,
+        fp16=config.precision == "fp16",
+        axis_name=parallel.PMAP_AXIS if config.parallel == "pmap" else None, distill=dspec)
+    eval_spec = steps.StepSpec(regression=spec.is_regression, num_labels=spec.num_labels)
+    eval_step = dp.compile_eval(steps.eval_step, spec=eval_spec, model=model)
+    evaluate = make_evaluator(spec, encoded, dp=dp, eval_step=eval_step,
+                              batch_size=config.eval_batch_size, buckets=buckets)
+    transform = None
+    if soft_cache is not None:
+        transform = lambda b: distill_setup.attach_soft_labels(b, soft_cache)
+    result, final, timing = run_loop(
+        config, workdir, dp=dp, model=model, params=params,
+        train_step=dp.compile_train(steps.train_step, spec=step_spec, model=model,
+                                    teachers=teachers),
+        evaluate=evaluate, main_metric=spec.main_metric, batcher=batcher,
+        batch_transform=transform, teacher_params=teacher_params, hooks=hooks,
+        manifest=dict(task=spec.name, recipe=recipe, data_files=task_data.files, extra={
+            "preprocess": reports, "num_params": count_params(model_params),
+            "model": model_desc}))
+    if result.interrupted:
         return {}
-    final = last_eval_ref["v"] or evaluate(result.state)
-    train_seconds = prior.get("train_seconds", 0.0) + result.train_seconds
-    train_examples = prior.get("train_examples", 0.0) + result.train_examples
+    train_seconds, train_examples = timing["train_seconds"], timing["train_examples"]
     main_split = spec.eval_splits[0]
     main_metrics = dict(final[main_split])
     out = {
