@@ -40,6 +40,16 @@ PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
                                                 "--config.num_epochs=3",
                                                 "--config.init_from_teacher_layers=0,2,4",
                                                 "--config.learning_rate=5e-5"]),
+        # The same two students initialised from the *fine-tuned* teacher's layers 0, 2, 4.
+        ("tkd_ft_init", "mrpc", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=3",
+                                        "--config.init_from_teacher_layers=0,2,4",
+                                        "--config.init_teacher_source=run",
+                                        "--config.learning_rate=5e-5", "--teacher_run",
+                                        "{runs}/teacher"]),
+        ("transformer_ft_init", "mrpc", "transformer", [
+            "--config.model=minilm_l3", "--config.num_epochs=3",
+            "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
+            "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher"]),
     ],
     # TKD-NLP on SST-2 (one teacher epoch keeps the CPU budget bounded).
     "sst2_tkd": [

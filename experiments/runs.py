@@ -67,13 +67,26 @@ def build_model(config, *, num_labels: int, vocab_size: int, teacher, dtype, rng
             raise ConfigError(f"config.init_from_teacher_layers="
                               f"{config.init_from_teacher_layers!r}: expected e.g. '0,2,4'"
                               ) from None
-        _, t_params, _ = load_hf_bert(resolve_teacher(teacher), num_labels=0)
-        params = init_student_from_teacher(params, t_params, layers=layers)
+        params = init_student_from_teacher(params, _init_teacher_params(config, teacher),
+                                           layers=layers)
     if config.init_from:
         params = init_from_run(params, config.init_from)
     desc = {"name": config.model, "num_labels": num_labels, "vocab_size": vocab_size,
             "overrides": overrides}
     return module, params, desc
+
+
+def _init_teacher_params(config, teacher):
+    """Teacher params to copy layers from: the pretrained checkpoint or a fine-tuned run."""
+    source = config.init_teacher_source
+    if source == "pretrained":
+        return load_hf_bert(resolve_teacher(teacher), num_labels=0)[1]
+    if source == "run":
+        run_dirs = [r for r in config.distill.teacher_runs.split(",") if r]
+        if not run_dirs:
+            raise ConfigError("config.init_teacher_source=run: pass --teacher_run DIR")
+        return load_run_params(run_dirs[0])
+    raise ConfigError(f"config.init_teacher_source: expected pretrained or run, got {source!r}")
 
 
 def save_model_desc(workdir: pathlib.Path, desc: dict) -> None:
