@@ -145,3 +145,33 @@ def test_unknown_task_and_missing_data_exit_2(tmp_path):
                     tmp_path / "nowhere", *SMALL])
     assert proc.returncode == 2 and "nowhere" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(glue_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.experiment_utils import REPO
+
+    wd = tmp_path / "term"
+    args = ["--task", "rte", "--workdir", wd, "--data_dir", glue_dir, *SMALL,
+            "--config.num_train_steps=400", "--config.eval_every_steps=400",
+            "--config.checkpoint_every_steps=400"]
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.glue", *map(str, args)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (wd / "metrics.jsonl").exists():
+        time.sleep(0.5)  # the first train record means the loop is running
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGTERM" in out
+    steps = [int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(steps) == 1 and 0 < steps[0] < 400
+    assert not (wd / "final_metrics.json").exists()
+    _ok(run_cli(args))
+    final = final_metrics(wd)
+    assert final["steps"] == 400
