@@ -75,11 +75,21 @@ def device_info() -> dict[str, Any]:
     }
 
 
+def portable_data_files(files: dict[str, str]) -> dict[str, str]:
+    """Absolute data paths -> "<TASK dir>/<file>" (the GLUE layout), so manifests carry no
+    machine-specific paths; other keys (hub fingerprints, TFDS names) are kept."""
+    out = {}
+    for key, digest in files.items():
+        path = pathlib.PurePath(key)
+        out[str(pathlib.PurePath(*path.parts[-2:])) if path.is_absolute() else key] = digest
+    return out
+
+
 def manifest(*, config: dict, task: str, recipe: str, seed: int, data_files: dict[str, str],
              extra: dict | None = None) -> dict[str, Any]:
     return {
         "task": task, "recipe": recipe, "seed": seed, "config": config,
-        "data_files_sha256": data_files, "packages": package_versions(),
+        "data_files_sha256": portable_data_files(data_files), "packages": package_versions(),
         "git_commit": git_commit(), "devices": device_info(),
         "command": [pathlib.Path(sys.argv[0]).name] + sys.argv[1:],
         "created_unix": time.time(), **(extra or {}),
