@@ -48,6 +48,13 @@ PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
                                         "--config.init_teacher_source=run",
                                         "--config.learning_rate=5e-5", "--teacher_run",
                                         "{runs}/teacher"]),
+        # Stronger distillation signal: T = 2 with the T^2 factor, alpha = 0.9, lr 1e-4.
+        ("tkd_ft_init_t2", "mrpc", "tkd", [
+            "--config.model=minilm_l3", "--config.num_epochs=3",
+            "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
+            "--config.learning_rate=1e-4", "--config.distill.temperature=2",
+            "--config.distill.t2_scaling=true", "--config.distill.alpha=0.9",
+            "--teacher_run", "{runs}/teacher"]),
         ("transformer_ft_init", "mrpc", "transformer", [
             "--config.model=minilm_l3", "--config.num_epochs=3",
             "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
