@@ -123,13 +123,41 @@ def flatten_eval(result: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------- main
+_NOT_COMPUTATION = ("log_every_steps", "progress_bar", "async_checkpoints", "keep_checkpoints",
+                    "checkpoint_every_steps")
+
+
+def computation_config(config) -> dict:
+    """Flat {dotted key: value} of everything that changes the computation."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            elif k not in _NOT_COMPUTATION:
+                yield f"{prefix}{k}", v
+    return dict(flat(config.to_dict()))
+
+
 def config_fingerprint(config) -> str:
     """Hash of everything that changes the computation (not logging/checkpoint cadence)."""
-    d = config.to_dict()
-    for k in ("log_every_steps", "progress_bar", "async_checkpoints", "keep_checkpoints",
-              "checkpoint_every_steps"):
-        d.pop(k, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(computation_config(config), sort_keys=True)
+                          .encode()).hexdigest()[:16]
+
+
+def check_resumable(meta: dict, config, workdir) -> None:
+    """A checkpoint resumes only under the config that wrote it. Keys added to the config since
+    (absent from the checkpoint) do not block a resume; any changed value does."""
+    saved, now = meta.get("config"), computation_config(config)
+    if saved is None:  # written before configs were stored: compare fingerprints
+        if meta.get("config_fingerprint") == config_fingerprint(config):
+            return
+        changed = ["(fingerprint)"]
+    else:
+        changed = [k for k in saved if k in now and saved[k] != now[k]]
+    if changed:
+        raise ConfigError(f"{workdir}: holds checkpoints of a different config "
+                          f"({', '.join(changed[:3])} changed); use a new --workdir or the "
+                          "original command")
 
 
 def make_parallel(config) -> parallel.DataParallel:
@@ -177,9 +205,7 @@ def run_loop(config, workdir: pathlib.Path, *, dp, model, params, train_step, ev
     restored = checkpointer.restore(state)
     if restored is not None:
         state, meta = restored
-        if meta.get("config_fingerprint") != fingerprint:
-            raise ConfigError(f"{workdir}: holds checkpoints of a different config; use a new "
-                              "--workdir or the original command")
+        check_resumable(meta, config, workdir)
         start_step = int(meta["step"])
         last_eval, prior = meta.get("last_eval"), meta.get("timing", {})
     writer = reporting.MetricWriter(workdir, enabled=jax.process_index() == 0)
@@ -206,7 +232,8 @@ def run_loop(config, workdir: pathlib.Path, *, dp, model, params, train_step, ev
         timing = {"train_seconds": prior.get("train_seconds", 0.0) + seconds,
                   "train_examples": prior.get("train_examples", 0.0) + examples}
         return {"step": step, "epoch": epoch, "step_in_epoch": index,
-                "config_fingerprint": fingerprint, "last_eval": last_eval_ref["v"],
+                "config_fingerprint": fingerprint, "config": computation_config(config),
+                "last_eval": last_eval_ref["v"],
                 "timing": timing}
 
     def evaluate_and_remember(s):

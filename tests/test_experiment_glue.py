@@ -175,3 +175,11 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(glue_dir, tmp_path):
     _ok(run_cli(args))
     final = final_metrics(wd)
     assert final["steps"] == 400
+
+
+def test_resume_with_a_changed_config_is_refused(rte_run):
+    wd, args = rte_run
+    proc = run_cli([*args, "--config.learning_rate=0.5"])
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "learning_rate" in lines[0] and "different config" in lines[0]
