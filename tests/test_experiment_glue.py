@@ -183,3 +183,17 @@ def test_resume_with_a_changed_config_is_refused(rte_run):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "learning_rate" in lines[0] and "different config" in lines[0]
+
+
+def test_baseline_with_a_vocabulary_trained_on_the_task(glue_dir, tmp_path):
+    wd = tmp_path / "trained_vocab"
+    _ok(run_cli(["--task", "rte", "--recipe", "lstm", "--workdir", wd, "--data_dir", glue_dir,
+                 *[a for a in SMALL if not a.startswith("--config.model=")],
+                 "--config.tokenizer=trained", "--config.vocab_size=2000",
+                 "--config.num_epochs=1"]))
+    from tokenizers import Tokenizer
+
+    vocab = Tokenizer.from_file(str(wd / "tokenizer.json")).get_vocab_size()
+    desc = json.loads((wd / "model.json").read_text())
+    assert desc["name"] == "lstm" and desc["vocab_size"] == vocab and 100 < vocab <= 2000
+    assert final_metrics(wd)["confusion_matrix"] is not None
