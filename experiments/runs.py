@@ -20,6 +20,7 @@ from tkd_jax.errors import CheckpointError, ConfigError
 from tkd_jax.models import Transformer, TransformerConfig, create_model
 from tkd_jax.models.hf_import import load_hf_bert
 from tkd_jax.models.teacher import init_student_from_teacher, resolve_teacher
+from tkd_jax.train.checkpoint import Checkpointer
 
 MODEL_FILE = "model.json"
 
@@ -104,18 +105,16 @@ def module_from_desc(desc: dict, *, dtype=jnp.float32):
 
 def best_step(ckpt_dir: pathlib.Path) -> int:
     """Step of the checkpoint with the best recorded dev score (latest when none recorded)."""
-    steps = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+    ckpt = Checkpointer(ckpt_dir)
+    steps = sorted(ckpt.all_steps())
     if not steps:
         raise CheckpointError(f"{ckpt_dir}: no finished checkpoint")
     scored = []
     for s in steps:
-        meta_file = ckpt_dir / str(s) / "meta" / "metadata"
-        try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, ValueError):
-            continue
-        if meta.get("last_eval") and meta["last_eval"].get("main") is not None:
-            scored.append((meta["last_eval"]["main"], s))
+        last_eval = ckpt.restore_meta(s).get("last_eval") or {}
+        if last_eval.get("main") is not None:
+            scored.append((last_eval["main"], s))
+    ckpt.close()
     return max(scored)[1] if scored else steps[-1]
 
 

@@ -46,7 +46,7 @@ def load_data(config, *, task: str, data_dir: str | None, teacher: str | None,
         split = task_data.splits[name]
         limit = config.max_train_examples if name == "train" else config.max_eval_examples
         if limit > 0:
-            split = split.select(np.arange(min(limit, len(split))))
+            split = split.take(limit)
         splits[name], reports[name] = data_lib.preprocess(split, pcfg, is_train=name == "train")
     tokenizer = make_tokenizer(config, splits["train"], teacher=teacher, workdir=workdir)
     encoded = {n: data_lib.encode_split(tokenizer, s, max_len=config.max_len)
