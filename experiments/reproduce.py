@@ -21,6 +21,14 @@ import sys
 import time
 
 _SST2_SUBSET = ["--config.max_train_examples=16000"]
+# MRPC student: minilm_l3 (3 layers at the teacher's width) for 3 epochs, started from the
+# fine-tuned teacher's embeddings, layers 0, 2, 4, pooler and classifier.
+_MRPC_HEAD = ["--config.model=minilm_l3", "--config.num_epochs=3",
+              "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
+              "--config.init_teacher_head=true", "--teacher_run", "{runs}/teacher"]
+_MRPC_T2 = ["--config.learning_rate=1e-4", "--config.distill.temperature=2",
+            "--config.distill.t2_scaling=true", "--config.distill.alpha=0.9"]
+_MRPC_AUG = ["--config.preprocess.augment=delete,swap", "--config.preprocess.augment_copies=3"]
 
 # entry: (name, task, recipe, extra args). "{runs}" expands to the plan's runs directory.
 PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
@@ -59,10 +67,43 @@ PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
             "--config.model=minilm_l3", "--config.num_epochs=3",
             "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
             "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher"]),
+        # The student also starts from the fine-tuned teacher's pooler and classifier.
+        ("tkd_head", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2]),
+        ("tkd_head_135", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2,
+                                         "--config.init_from_teacher_layers=1,3,5"]),
+        # + intermediate-layer distillation (online teacher): hidden states and attention maps.
+        ("tkd_head_feat", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2,
+                                          "--config.distill.soft_labels=online",
+                                          "--config.distill.feature_weight=1.0",
+                                          "--config.distill.attention_weight=1.0",
+                                          "--config.distill.attention_kind=kl"]),
+        # + 3 augmented copies of every training pair (word deletion and swaps); the teacher
+        # labels each augmented view. The T-NLP twin sees the same data with hard labels only.
+        ("tkd_head_aug", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2, *_MRPC_AUG]),
+        ("transformer_head_aug", "mrpc", "transformer", [*_MRPC_HEAD, *_MRPC_AUG,
+                                                         "--config.learning_rate=1e-4"]),
+        ("transformer_head", "mrpc", "transformer", [*_MRPC_HEAD,
+                                                     "--config.learning_rate=1e-4"]),
     ],
-    # TKD-NLP on SST-2. To fit a 2-core CPU budget, the teacher and every student here see the
-    # first 16,000 training examples (of 67,349) for one epoch (BiLSTMs: 3); dev is complete.
+    # TKD-NLP on SST-2, full training set: the teacher and the Transformer students train for
+    # 2 epochs, the BiLSTM student (kd) and the plain LSTM for 3; dev is complete.
     "sst2_tkd": [
+        ("teacher", "sst2", "teacher", ["--config.num_epochs=2"]),
+        ("tkd", "sst2", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=2",
+                                "--config.init_from_teacher_layers=0,2,4",
+                                "--config.init_teacher_source=run",
+                                "--config.learning_rate=5e-5", "--teacher_run",
+                                "{runs}/teacher"]),
+        ("transformer", "sst2", "transformer", [
+            "--config.model=minilm_l3", "--config.num_epochs=2",
+            "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
+            "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher"]),
+        ("kd", "sst2", "kd", ["--config.num_epochs=3", "--teacher_run", "{runs}/teacher"]),
+        ("lstm", "sst2", "lstm", ["--config.num_epochs=3"]),
+    ],
+    # The same study on a subset (an earlier, cheaper run): the teacher and every student see
+    # the first 16,000 training examples (of 67,349) for one epoch (BiLSTMs: 3).
+    "sst2_tkd_subset": [
         ("teacher", "sst2", "teacher", ["--config.num_epochs=1", *_SST2_SUBSET]),
         ("tkd", "sst2", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=1",
                                 "--config.init_from_teacher_layers=0,2,4",

@@ -68,8 +68,11 @@ def build_model(config, *, num_labels: int, vocab_size: int, teacher, dtype, rng
             raise ConfigError(f"config.init_from_teacher_layers="
                               f"{config.init_from_teacher_layers!r}: expected e.g. '0,2,4'"
                               ) from None
+        if config.init_teacher_head and config.init_teacher_source != "run":
+            raise ConfigError("config.init_teacher_head=true needs init_teacher_source=run "
+                              "(a pretrained checkpoint has no task head)")
         params = init_student_from_teacher(params, _init_teacher_params(config, teacher),
-                                           layers=layers)
+                                           layers=layers, include_head=config.init_teacher_head)
     if config.init_from:
         params = init_from_run(params, config.init_from)
     desc = {"name": config.model, "num_labels": num_labels, "vocab_size": vocab_size,

@@ -411,6 +411,27 @@ def test_init_student_from_teacher_copies_chosen_layers(tmp_path):
         init_student_from_teacher(narrow_params, teacher, include_embeddings=False)
 
 
+
+def test_init_student_from_teacher_head(tmp_path):
+    """include_head copies a fine-tuned teacher's pooler and classifier; a headless teacher
+    (a pretrained checkpoint) is a ConfigError naming the missing subtree."""
+    dims = {**TINY, "layers": 6}
+    tpath = write_hf_dir(tmp_path / "t6", make_tensors(**dims), hf_config(**dims))
+    tconfig, teacher, _ = load_hf_bert(tpath, num_labels=2, rng=jax.random.key(1))
+    ids = jnp.zeros((1, 4), jnp.int32)
+    student = Transformer(tconfig.replace(num_layers=3)).init(
+        jax.random.key(3), ids, jnp.ones_like(ids))["params"]
+    # the copy is observable: the fresh student head differs from the teacher's
+    assert not np.array_equal(student["classifier"]["kernel"], teacher["classifier"]["kernel"])
+    new = init_student_from_teacher(student, teacher, layers=(1, 3, 5), include_head=True)
+    for head in ("pooler", "classifier"):
+        jax.tree.map(np.testing.assert_array_equal, new[head], teacher[head])
+    jax.tree.map(np.testing.assert_array_equal, new["encoder"]["layer"]["2"],
+                 teacher["encoder"]["layer"]["5"])
+    headless = load_hf_bert(tpath, num_labels=0)[1]
+    with pytest.raises(ConfigError, match="teacher params have no classifier"):
+        init_student_from_teacher(student, headless, include_head=True)
+
 # ----- parity with the PyTorch reference outputs of all-MiniLM-L6-v2 -----
 
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec(TEACHER_PACKAGE) is None,

@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.init_from = ""  # workdir of an earlier run (e.g. mlm) to start the encoder from
     c.init_from_teacher_layers = ""  # e.g. "0,2,4": copy teacher layers + embeddings
     c.init_teacher_source = "pretrained"  # pretrained (--teacher) | run (first --teacher_run)
+    c.init_teacher_head = False  # also copy the run's pooler + classifier (source=run only)
 
     # --- data --------------------------------------------------------------------------------
     c.data_source = "auto"  # auto (data_dir, GLUE_DIR, then the hub) | local | hub | tfds

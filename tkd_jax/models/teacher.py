@@ -103,13 +103,16 @@ def init_student_from_teacher(
     teacher_params: dict[str, Any],
     layers: tuple[int, ...] = (0, 2, 4),
     include_embeddings: bool = True,
+    include_head: bool = False,
 ) -> dict[str, Any]:
     """New student params with teacher layer ``layers[j]`` copied into student layer ``j``.
 
-    Pure: the inputs are not modified. Student layers ``j >= len(layers)``, the pooler and the
-    classifier keep their values. With ``include_embeddings`` the whole ``embeddings`` subtree
-    (word, position, token-type tables and LayerNorm) is copied too. Copied leaves take the
-    student's dtype. Both trees are plain params (``variables["params"]``) of our Transformer.
+    Pure: the inputs are not modified. Student layers ``j >= len(layers)`` keep their values.
+    With ``include_embeddings`` the whole ``embeddings`` subtree (word, position, token-type
+    tables and LayerNorm) is copied too. With ``include_head`` the ``pooler`` and
+    ``classifier`` are copied as well -- useful when the teacher is already fine-tuned on the
+    task, so the student starts from a working classifier; otherwise they keep the student's
+    fresh values. Copied leaves take the student's dtype. Both trees are plain params (``variables["params"]``) of our Transformer.
 
     Raises ConfigError when a layer index is out of range, more layers are asked than the
     student has, or a copied subtree differs in structure or shape (naming the first mismatch).
@@ -130,6 +133,8 @@ def init_student_from_teacher(
     ]
     if include_embeddings:
         copies.append((("embeddings",), ("embeddings",)))
+    if include_head:
+        copies += [((name,), (name,)) for name in ("pooler", "classifier")]
     for t_prefix, s_prefix in copies:
         t_sub = _subtree(teacher_params, t_prefix, "teacher")
         s_sub = _subtree(student_params, s_prefix, "student")
