@@ -29,6 +29,7 @@ _MRPC_HEAD = ["--config.model=minilm_l3", "--config.num_epochs=3",
 _MRPC_T2 = ["--config.learning_rate=1e-4", "--config.distill.temperature=2",
             "--config.distill.t2_scaling=true", "--config.distill.alpha=0.9"]
 _MRPC_AUG = ["--config.preprocess.augment=delete,swap", "--config.preprocess.augment_copies=3"]
+_MRPC_REP = ["--config.preprocess.augment=replace", "--config.preprocess.augment_copies=3"]
 
 # entry: (name, task, recipe, extra args). "{runs}" expands to the plan's runs directory.
 PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
@@ -81,6 +82,11 @@ PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
         # labels each augmented view. The T-NLP twin sees the same data with hard labels only.
         ("tkd_head_aug", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2, *_MRPC_AUG]),
         ("transformer_head_aug", "mrpc", "transformer", [*_MRPC_HEAD, *_MRPC_AUG,
+                                                         "--config.learning_rate=1e-4"]),
+        # TinyBERT-style augmentation: words replaced by neighbours in the teacher's
+        # word-embedding space (p = 0.3 per word), 3 copies.
+        ("tkd_head_rep", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2, *_MRPC_REP]),
+        ("transformer_head_rep", "mrpc", "transformer", [*_MRPC_HEAD, *_MRPC_REP,
                                                          "--config.learning_rate=1e-4"]),
         ("transformer_head", "mrpc", "transformer", [*_MRPC_HEAD,
                                                      "--config.learning_rate=1e-4"]),

@@ -5,6 +5,7 @@ This is the only place that reads the config; everything below it takes explicit
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -17,8 +18,10 @@ from experiments import distill as distill_setup
 from experiments import runs
 from tkd_jax import data as data_lib
 from tkd_jax import metrics as metrics_lib
+from tkd_jax.data.neighbors import embedding_neighbors
 from tkd_jax.errors import ConfigError
 from tkd_jax.models import count_params
+from tkd_jax.models.hf_import import load_hf_bert
 from tkd_jax.models.teacher import resolve_teacher
 from tkd_jax.train import checkpoint as ckpt_lib
 from tkd_jax.train import loop as loop_lib
@@ -47,11 +50,27 @@ def load_data(config, *, task: str, data_dir: str | None, teacher: str | None,
         limit = config.max_train_examples if name == "train" else config.max_eval_examples
         if limit > 0:
             split = split.take(limit)
+        if name == "train" and "replace" in pcfg.augment:
+            pcfg = dataclasses.replace(pcfg, neighbors=replacement_table(
+                split, teacher=teacher, k=pcfg.augment_neighbors))
         splits[name], reports[name] = data_lib.preprocess(split, pcfg, is_train=name == "train")
     tokenizer = make_tokenizer(config, splits["train"], teacher=teacher, workdir=workdir)
     encoded = {n: data_lib.encode_split(tokenizer, s, max_len=config.max_len)
                for n, s in splits.items()}
     return spec, task_data, splits, reports, tokenizer, encoded
+
+
+def replacement_table(split, *, teacher, k: int):
+    """Neighbours of the split's words in the pretrained teacher's word-embedding space."""
+    path = resolve_teacher(teacher)
+    vocab_ids = data_lib.load_wordpiece(path).get_vocab()
+    vocab = [""] * len(vocab_ids)
+    for token, i in vocab_ids.items():
+        vocab[i] = token
+    params = load_hf_bert(path, num_labels=0)[1]
+    table = params["embeddings"]["word_embeddings"]["embedding"]
+    words = {w for texts in (split.text_a, split.text_b or ()) for t in texts for w in t.split()}
+    return embedding_neighbors(vocab, np.asarray(table), words, k=k)
 
 
 def make_tokenizer(config, train_split, *, teacher, workdir):

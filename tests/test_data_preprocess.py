@@ -13,6 +13,7 @@ from tkd_jax.data import (
     preprocess,
     remove_punctuation,
 )
+from tkd_jax.data.neighbors import embedding_neighbors
 from tkd_jax.errors import ConfigError
 
 
@@ -128,6 +129,48 @@ def test_augmentation_is_seeded_and_label_preserving():
     assert swapped.text_a[3:] != base.text_a
 
 
+
+def test_replace_augmentation_uses_the_neighbour_table():
+    base = make(["Good movie , GOOD cast", "bad plot"], [1, 0])
+    table = {"good": ("great", "fine"), "movie": ("film",)}
+    config = PreprocessConfig(augment="replace", augment_copies=3, augment_replace_prob=1.0,
+                              neighbors=table, seed=0)
+    out, report = preprocess(base, config, is_train=True)
+    assert report["steps"] == {"augment": {"added": 6}}
+    for k in (2, 4, 6):  # copies of row 0: every word with neighbours replaced, case kept
+        first, second, comma, upper, cast = out.text_a[k].split()
+        assert first in ("Great", "Fine") and second == "film" and comma == ","
+        assert upper in ("GREAT", "FINE") and cast == "cast"
+    assert out.text_a[3] == out.text_a[5] == out.text_a[7] == "bad plot"  # no neighbours
+    again, _ = preprocess(base, config, is_train=True)
+    assert again.text_a == out.text_a
+    never, _ = preprocess(base, PreprocessConfig(augment="replace", augment_replace_prob=0.0,
+                                                 neighbors=table), is_train=True)
+    assert never.text_a[2:] == base.text_a
+    with pytest.raises(ConfigError, match="neighbour table"):
+        preprocess(base, PreprocessConfig(augment="replace"), is_train=True)
+
+
+def test_embedding_neighbors_against_brute_force():
+    rng = np.random.default_rng(0)
+    vocab = ["[PAD]", "[CLS]", "the", "cat", "dog", "##s", "car", "x1", "run", "ran"]
+    emb = rng.normal(size=(len(vocab), 6)).astype(np.float32)
+    emb[4] = emb[3] * 2.0 + 0.01  # "dog" ~ "cat"; "ran" ~ "run"
+    emb[9] = emb[8] - 0.02
+    table = embedding_neighbors(vocab, emb, ["Cat", "run", "the", "##s", "zebra", "x1"], k=2,
+                                 min_similarity=-1.0)
+    assert set(table) == {"cat", "run", "the"}  # not a word token / not in vocab: skipped
+    assert table["cat"][0] == "dog" and table["run"][0] == "ran"
+    words = [i for i, t in enumerate(vocab) if t.isalpha() and not t.startswith("##")]
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for w, got in table.items():
+        i = vocab.index(w)
+        sims = sorted(((float(unit[i] @ unit[j]), vocab[j]) for j in words if j != i),
+                      reverse=True)
+        assert got == tuple(t for _, t in sims[:2])
+    strict = embedding_neighbors(vocab, emb, ["cat"], k=5, min_similarity=0.99)
+    assert strict == {"cat": ("dog",)}
+
 def test_config_validation():
     assert PreprocessConfig(augment="none").augment == ()
     assert PreprocessConfig(augment="delete+swap").augment == ("delete", "swap")
@@ -135,6 +178,8 @@ def test_config_validation():
         PreprocessConfig(augment="shuffle")
     with pytest.raises(ConfigError):
         PreprocessConfig(augment_prob=1.5)
+    with pytest.raises(ConfigError, match="augment_replace_prob"):
+        PreprocessConfig(augment_replace_prob=-0.1)
 
 
 def test_real_sst2_counts(glue_dir):

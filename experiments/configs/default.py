@@ -31,10 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.preprocess.lowercase = False  # lower-case text (the uncased WordPiece already does)
     c.preprocess.strip_punctuation = False  # remove punctuation characters
     c.preprocess.expand_contractions = False  # expand contractions/abbreviations (documented table)
-    c.preprocess.augment = "none"  # none | delete | swap | delete,swap (train only)
+    c.preprocess.augment = "none"  # none | any of replace,delete,swap, e.g. "replace,swap"
     c.preprocess.augment_prob = 0.1  # per-word deletion probability (augment=delete)
     c.preprocess.augment_swaps = 1  # word pairs swapped per text (augment=swap)
     c.preprocess.augment_copies = 1  # augmented copies added per training example
+    c.preprocess.augment_replace_prob = 0.3  # per-word replacement probability (augment=replace)
+    c.preprocess.augment_neighbors = 10  # teacher word-embedding neighbours per word (replace)
 
     # --- optimisation --------------------------------------------------------------------------
     c.batch_size = 32  # global training batch size (divisible by the device count)

@@ -16,7 +16,8 @@ Steps run in this order (each only if switched on):
                        official one
   dedup                train only: rows whose texts and label equal an earlier row's
   augment              train only: ``augment_copies`` extra copies of every row with random
-                       word deletion and / or swap (seeded), appended after the originals
+                       word replacement by an embedding neighbour, deletion and / or swap
+                       (seeded, in that order), appended after the originals
 
 Each step reports how many examples it changed, removed or added.
 """
@@ -28,6 +29,7 @@ import functools
 import re
 import string
 import unicodedata
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -75,7 +77,7 @@ _RULES = [(re.compile(p, re.IGNORECASE), r) for p, r in CONTRACTIONS] + [
 ]
 
 _SPACES = re.compile(r"\s+")
-_AUGMENT_OPS = ("delete", "swap")
+_AUGMENT_OPS = ("replace", "delete", "swap")
 
 
 @dataclasses.dataclass
@@ -88,11 +90,17 @@ class PreprocessConfig:
       strip_punctuation: punctuation and ASCII symbols -> spaces, whitespace collapsed.
       drop_missing: drop train rows with an empty text or no label (eval rows are counted).
       dedup: drop train rows equal (texts and label) to an earlier row.
-      augment: augmentation ops, any of "delete", "swap": a tuple, or a string such as
-        "delete", "delete,swap" or "none".
+      augment: augmentation ops, any of "replace", "delete", "swap": a tuple, or a string
+        such as "delete", "replace,swap" or "none".
       augment_copies: augmented copies added per train row.
       augment_prob: probability of deleting each word ("delete").
       augment_swaps: word pairs swapped per text ("swap").
+      augment_replace_prob: probability of replacing each word that has neighbours
+        ("replace").
+      augment_neighbors: neighbours per word kept in the replacement table ("replace"; the
+        table itself is ``neighbors``).
+      neighbors: {lower-cased word: candidate replacements}, e.g. from
+        :func:`tkd_jax.data.neighbors.embedding_neighbors`; required by "replace".
       seed: seed of the augmentation.
     """
 
@@ -105,6 +113,9 @@ class PreprocessConfig:
     augment_copies: int = 1
     augment_prob: float = 0.1
     augment_swaps: int = 1
+    augment_replace_prob: float = 0.3
+    augment_neighbors: int = 10
+    neighbors: Mapping[str, tuple[str, ...]] | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -119,6 +130,11 @@ class PreprocessConfig:
             raise ConfigError(
                 f"augment_copies must be >= 0 and augment_prob in [0, 1], got "
                 f"{self.augment_copies}, {self.augment_prob}"
+            )
+        if not 0.0 <= self.augment_replace_prob <= 1.0 or self.augment_neighbors < 1:
+            raise ConfigError(
+                f"augment_replace_prob must be in [0, 1] and augment_neighbors >= 1, got "
+                f"{self.augment_replace_prob}, {self.augment_neighbors}"
             )
 
 
@@ -185,6 +201,8 @@ def _remove_duplicates(split: Split) -> tuple[Split, dict]:
 
 def _augment_text(text: str, config: PreprocessConfig, rng: np.random.Generator) -> str:
     words = text.split()
+    if "replace" in config.augment:
+        words = [_replace_word(w, config, rng) for w in words]
     if "delete" in config.augment and len(words) > 1:
         kept = [w for w in words if rng.random() >= config.augment_prob]
         words = kept or [words[rng.integers(len(words))]]
@@ -195,7 +213,19 @@ def _augment_text(text: str, config: PreprocessConfig, rng: np.random.Generator)
     return " ".join(words)
 
 
+def _replace_word(word: str, config: PreprocessConfig, rng: np.random.Generator) -> str:
+    options = config.neighbors.get(word.lower())
+    if not options or rng.random() >= config.augment_replace_prob:
+        return word
+    new = options[rng.integers(len(options))]
+    if word.isupper() and len(word) > 1:
+        return new.upper()
+    return new[:1].upper() + new[1:] if word[:1].isupper() else new
+
+
 def _augment(split: Split, config: PreprocessConfig) -> tuple[Split, dict]:
+    if "replace" in config.augment and config.neighbors is None:
+        raise ConfigError("augment=replace needs a neighbour table (PreprocessConfig.neighbors)")
     rng = np.random.default_rng(config.seed)
     a, b = list(split.text_a), None if split.text_b is None else list(split.text_b)
     for _ in range(config.augment_copies):

@@ -112,7 +112,8 @@ def init_student_from_teacher(
     tables and LayerNorm) is copied too. With ``include_head`` the ``pooler`` and
     ``classifier`` are copied as well -- useful when the teacher is already fine-tuned on the
     task, so the student starts from a working classifier; otherwise they keep the student's
-    fresh values. Copied leaves take the student's dtype. Both trees are plain params (``variables["params"]``) of our Transformer.
+    fresh values. Copied leaves take the student's dtype. Both trees are plain params
+    (``variables["params"]``) of our Transformer.
 
     Raises ConfigError when a layer index is out of range, more layers are asked than the
     student has, or a copied subtree differs in structure or shape (naming the first mismatch).
