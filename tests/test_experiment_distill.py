@@ -86,9 +86,14 @@ def test_tkd_online_with_feature_and_attention_terms(setup):
     wd = root / "tkd_online"
     _glue("--task", "rte", "--recipe", "tkd", "--workdir", wd, "--teacher_run",
           root / "teacher0", *common, "--config.distill.soft_labels=online",
-          "--config.distill.feature_weight=1.0", "--config.distill.attention_weight=1.0")
+          "--config.distill.feature_weight=1.0", "--config.distill.attention_weight=1.0",
+          "--config.preprocess.augment=replace", "--config.preprocess.augment_copies=1")
     last = records(wd)[-1]
     assert last["loss_feature"] > 0 and last["loss_attention"] > 0
+    # one augmented copy per pair (words replaced by teacher-embedding neighbours), which the
+    # online teacher labels in the same step
+    report = json.loads((wd / "manifest.json").read_text())["preprocess"]["train"]
+    assert report["steps"]["augment"] == {"added": 64} and report["examples_out"] == 128
     # student width 32 vs teacher 16: learned projections are trained and checkpointed
     from tkd_jax.train.checkpoint import Checkpointer
 
