@@ -126,6 +126,28 @@ PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
     ],
 }
 
+# What each plan's table is about (placed under its heading in results/<plan>/README.md).
+DESCRIPTIONS: dict[str, str] = {
+    "sst2_baselines": "Paper Table II families on SST-2: LSTM, CNN and a small Transformer "
+                      "trained from scratch on the full training set for 3 epochs.",
+    "mrpc_tkd": (
+        "TKD-NLP on MRPC, 3 epochs each. `teacher` is all-MiniLM-L6-v2 fine-tuned; every "
+        "student is minilm_l3 (3 layers at the teacher's width, initialised from teacher "
+        "layers 0, 2, 4 and its embeddings). `tkd*` rows distil (eq 9), `transformer*` rows are "
+        "their no-distillation twins (T-NLP). Suffixes: `ft_init` = layers taken from the "
+        "fine-tuned teacher run (not the pretrained checkpoint); `head` = also its pooler and "
+        "classifier; `t2` = T 2 with the T^2 factor, alpha 0.9, lr 1e-4 (all `tkd_head*` rows); "
+        "`135` = layers 1, 3, 5; `feat` = + hidden-state MSE and attention KL (online teacher); "
+        "`aug` = + 3 word-deletion/swap copies of every pair; `rep` = + 3 copies with words "
+        "replaced by teacher-embedding neighbours. The teacher labels every augmented view. "
+        "Rows are the sweep in the order it was run; the student recipe was chosen on dev F1."),
+    "sst2_tkd": "TKD-NLP on SST-2, full training set: teacher and minilm_l3 students 2 epochs "
+                "(students initialised from the fine-tuned teacher's layers 0, 2, 4), the "
+                "BiLSTM `kd` student and the plain `lstm` 3 epochs.",
+    "sst2_tkd_subset": "The SST-2 study on the first 16,000 training examples, 1 epoch "
+                       "(BiLSTMs 3); an earlier, cheaper run kept for comparison.",
+}
+
 METRIC_COLUMNS = ("accuracy", "f1", "mcc", "pearson", "spearman", "glue_score")
 
 
@@ -141,7 +163,8 @@ def write_table(plan: str, results: pathlib.Path) -> None:
         f = json.loads((d / "final_metrics.json").read_text())
         cmd = (d / "command.txt").read_text().strip()
         rows.append((d.name, f, cmd))
-    lines = [f"# {plan}", "", "Produced by `python -m experiments.reproduce --plan "
+    lines = [f"# {plan}", "", *([DESCRIPTIONS[plan], ""] if plan in DESCRIPTIONS else []),
+             "Produced by `python -m experiments.reproduce --plan "
              f"{plan}` on CPU; each row's exact command is below the table.", "",
              "| run | task | recipe | " + " | ".join(METRIC_COLUMNS) +
              " | params | train s | examples/s |",
