@@ -208,8 +208,9 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for f in ("final_metrics.json", "manifest.json"):
             (out / f).write_text((workdir / f).read_text())
-        (out / "command.txt").write_text(shown.replace(str(runs_dir), f"runs/{args.plan}")
-                                         + "\n")
+        if runs_dir.is_absolute():  # keep machine paths out of committed results
+            shown = shown.replace(str(runs_dir), f"runs/{args.plan}")
+        (out / "command.txt").write_text(shown + "\n")
         write_table(args.plan, results)
     return 1 if failed else 0
 
