@@ -31,6 +31,18 @@ _MRPC_T2 = ["--config.learning_rate=1e-4", "--config.distill.temperature=2",
 _MRPC_AUG = ["--config.preprocess.augment=delete,swap", "--config.preprocess.augment_copies=3"]
 _MRPC_REP = ["--config.preprocess.augment=replace", "--config.preprocess.augment_copies=3"]
 
+def _sst2_tkd(epochs: int, extra: tuple[str, ...] | list[str] = ()):
+    """SST-2 teacher, minilm_l3 students (tkd, transformer) from its layers, BiLSTM kd."""
+    student = ["--config.model=minilm_l3", f"--config.num_epochs={epochs}",
+               "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
+               "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher", *extra]
+    return [("teacher", "sst2", "teacher", [f"--config.num_epochs={epochs}", *extra]),
+            ("tkd", "sst2", "tkd", student),
+            ("transformer", "sst2", "transformer", student),
+            ("kd", "sst2", "kd", ["--config.num_epochs=3", "--teacher_run", "{runs}/teacher",
+                                  *extra])]
+
+
 # entry: (name, task, recipe, extra args). "{runs}" expands to the plan's runs directory.
 PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
     # Issue: SST-2 baselines within 3 epochs (paper Table II families).
@@ -90,38 +102,13 @@ PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
                                                      "--config.learning_rate=1e-4"]),
     ],
     # TKD-NLP on SST-2, full training set: the teacher and the Transformer students train for
-    # 2 epochs, the BiLSTM student (kd) for 3; dev is complete.
-    "sst2_tkd": [
-        ("teacher", "sst2", "teacher", ["--config.num_epochs=2"]),
-        ("tkd", "sst2", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=2",
-                                "--config.init_from_teacher_layers=0,2,4",
-                                "--config.init_teacher_source=run",
-                                "--config.learning_rate=5e-5", "--teacher_run",
-                                "{runs}/teacher"]),
-        ("transformer", "sst2", "transformer", [
-            "--config.model=minilm_l3", "--config.num_epochs=2",
-            "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
-            "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher"]),
-        ("kd", "sst2", "kd", ["--config.num_epochs=3", "--teacher_run", "{runs}/teacher"]),
-        # The plain LSTM beside `kd` is sst2_baselines' `lstm` (the same command).
-    ],
+    # 2 epochs, the BiLSTM student (kd) for 3; dev is complete. The plain LSTM beside `kd` is
+    # sst2_baselines' `lstm` (the same command).
+    "sst2_tkd": _sst2_tkd(epochs=2),
     # The same study on a subset (an earlier, cheaper run): the teacher and every student see
     # the first 16,000 training examples (of 67,349) for one epoch (BiLSTMs: 3).
-    "sst2_tkd_subset": [
-        ("teacher", "sst2", "teacher", ["--config.num_epochs=1", *_SST2_SUBSET]),
-        ("tkd", "sst2", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=1",
-                                "--config.init_from_teacher_layers=0,2,4",
-                                "--config.init_teacher_source=run",
-                                "--config.learning_rate=5e-5", "--teacher_run",
-                                "{runs}/teacher", *_SST2_SUBSET]),
-        ("transformer", "sst2", "transformer", [
-            "--config.model=minilm_l3", "--config.num_epochs=1",
-            "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
-            "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher", *_SST2_SUBSET]),
-        ("kd", "sst2", "kd", ["--config.num_epochs=3", "--teacher_run", "{runs}/teacher",
-                              *_SST2_SUBSET]),
-        ("lstm", "sst2", "lstm", ["--config.num_epochs=3", *_SST2_SUBSET]),
-    ],
+    "sst2_tkd_subset": [*_sst2_tkd(epochs=1, extra=_SST2_SUBSET),
+                        ("lstm", "sst2", "lstm", ["--config.num_epochs=3", *_SST2_SUBSET])],
 }
 
 # What each plan's table is about (placed under its heading in results/<plan>/README.md).
