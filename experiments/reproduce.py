@@ -31,6 +31,7 @@ _MRPC_T2 = ["--config.learning_rate=1e-4", "--config.distill.temperature=2",
 _MRPC_AUG = ["--config.preprocess.augment=delete,swap", "--config.preprocess.augment_copies=3"]
 _MRPC_REP = ["--config.preprocess.augment=replace", "--config.preprocess.augment_copies=3"]
 
+
 def _sst2_tkd(epochs: int, extra: tuple[str, ...] | list[str] = ()):
     """SST-2 teacher, minilm_l3 students (tkd, transformer) from its layers, BiLSTM kd."""
     student = ["--config.model=minilm_l3", f"--config.num_epochs={epochs}",
