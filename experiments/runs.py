@@ -61,6 +61,9 @@ def build_model(config, *, num_labels: int, vocab_size: int, teacher, dtype, rng
     module = create_model(config.model, num_labels=num_labels, vocab_size=vocab_size,
                           dtype=dtype, **overrides)
     params = module.init(rng, *_dummy_inputs())["params"]
+    if config.init_teacher_head and not config.init_from_teacher_layers:
+        raise ConfigError("config.init_teacher_head=true needs init_from_teacher_layers "
+                          "(e.g. '0,2,4')")
     if config.init_from_teacher_layers:
         try:
             layers = tuple(int(x) for x in config.init_from_teacher_layers.split(","))

@@ -128,6 +128,8 @@ def test_non_finite_loss_exits_2_and_keeps_last_good_checkpoint(glue_dir, tmp_pa
     (["--config.precision=fp8"], "precision"),
     (["--recipe", "gpt"], "--recipe"),
     (["--bogus_flag"], "bogus_flag"),
+    (["--config.init_teacher_head=true"], "init_teacher_head"),
+    (["--config.preprocess.augment=shuffle"], "augment"),
 ])
 def test_bad_flags_exit_2_with_one_line(glue_dir, tmp_path, extra, expect):
     proc = run_cli(["--task", "rte", "--workdir", tmp_path / "w", "--data_dir", glue_dir,
