@@ -144,15 +144,17 @@ def _command(task, recipe, workdir, extra, runs_dir, seed):
             "--workdir", str(workdir), "--seed", str(seed), *extra]
 
 
-def write_table(plan: str, results: pathlib.Path) -> None:
+def write_table(plan: str, results: pathlib.Path, invocation: str = "") -> None:
+    """results/<plan>/README.md: the plan's description, a metrics table, every command."""
+    invocation = invocation or f"python -m experiments.reproduce --plan {plan}"
     rows = []
     for d in sorted(p for p in results.iterdir() if (p / "final_metrics.json").exists()):
         f = json.loads((d / "final_metrics.json").read_text())
         cmd = (d / "command.txt").read_text().strip()
         rows.append((d.name, f, cmd))
     lines = [f"# {plan}", "", *([DESCRIPTIONS[plan], ""] if plan in DESCRIPTIONS else []),
-             "Produced by `python -m experiments.reproduce --plan "
-             f"{plan}` on CPU; each row's exact command is below the table.", "",
+             f"Produced by `{invocation}` on CPU; each row's exact command is below the "
+             "table.", "",
              "| run | task | recipe | " + " | ".join(METRIC_COLUMNS) +
              " | params | train s | examples/s |",
              "|---" * (6 + len(METRIC_COLUMNS)) + "|"]
@@ -177,6 +179,10 @@ def main(argv=None) -> int:
     runs_dir = pathlib.Path(args.runs_dir) / args.plan
     results = pathlib.Path(args.results_dir) / args.plan
     only = {x for x in args.only.split(",") if x}
+    invocation = shlex.join(["python", "-m", "experiments.reproduce", "--plan", args.plan] + [
+        f"--{k}={v}" for k, v, default in (("runs_dir", args.runs_dir, "runs"),
+                                           ("results_dir", args.results_dir, "results"),
+                                           ("seed", args.seed, 0)) if v != default])
     failed = 0
     for name, task, recipe, extra in PLANS[args.plan]:
         if only and name not in only:
@@ -197,7 +203,7 @@ def main(argv=None) -> int:
         if runs_dir.is_absolute():  # keep machine paths out of committed results
             shown = shown.replace(str(runs_dir), f"runs/{args.plan}")
         (out / "command.txt").write_text(shown + "\n")
-        write_table(args.plan, results)
+        write_table(args.plan, results, invocation)
     return 1 if failed else 0
 
 

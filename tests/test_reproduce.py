@@ -41,3 +41,8 @@ def test_write_table(tmp_path):
     assert rows == ["| a | mrpc | tkd | 0.7500 | 0.8754 |  |  |  |  | 1,234,567 | 12 | 55.5 |",
                     "| b | mrpc | tkd | 0.7500 | 0.5000 |  |  |  |  | 1,234,567 | 12 | 55.5 |"]
     assert "- a: `python -m experiments.glue --x a`" in text
+    assert "Produced by `python -m experiments.reproduce --plan mrpc_tkd` on CPU" in text
+    reproduce.write_table("mrpc_tkd", out, "python -m experiments.reproduce --plan mrpc_tkd "
+                          "--seed=1")
+    assert "Produced by `python -m experiments.reproduce --plan mrpc_tkd --seed=1` on CPU" in (
+        out / "README.md").read_text()
