@@ -61,9 +61,10 @@ def build_model(config, *, num_labels: int, vocab_size: int, teacher, dtype, rng
     module = create_model(config.model, num_labels=num_labels, vocab_size=vocab_size,
                           dtype=dtype, **overrides)
     params = module.init(rng, *_dummy_inputs())["params"]
-    if config.init_teacher_head and not config.init_from_teacher_layers:
+    if config.init_teacher_head and (not config.init_from_teacher_layers
+                                     or config.init_teacher_source != "run"):
         raise ConfigError("config.init_teacher_head=true needs init_from_teacher_layers "
-                          "(e.g. '0,2,4')")
+                          "(e.g. '0,2,4') and init_teacher_source=run (a fine-tuned head)")
     if config.init_from_teacher_layers:
         try:
             layers = tuple(int(x) for x in config.init_from_teacher_layers.split(","))
@@ -71,9 +72,6 @@ def build_model(config, *, num_labels: int, vocab_size: int, teacher, dtype, rng
             raise ConfigError(f"config.init_from_teacher_layers="
                               f"{config.init_from_teacher_layers!r}: expected e.g. '0,2,4'"
                               ) from None
-        if config.init_teacher_head and config.init_teacher_source != "run":
-            raise ConfigError("config.init_teacher_head=true needs init_teacher_source=run "
-                              "(a pretrained checkpoint has no task head)")
         params = init_student_from_teacher(params, _init_teacher_params(config, teacher),
                                            layers=layers, include_head=config.init_teacher_head)
     if config.init_from:

@@ -64,9 +64,7 @@ def replacement_table(split, *, teacher, k: int):
     """Neighbours of the split's words in the pretrained teacher's word-embedding space."""
     path = resolve_teacher(teacher)
     vocab_ids = data_lib.load_wordpiece(path).get_vocab()
-    vocab = [""] * len(vocab_ids)
-    for token, i in vocab_ids.items():
-        vocab[i] = token
+    vocab = sorted(vocab_ids, key=vocab_ids.get)  # token of id i at position i
     params = load_hf_bert(path, num_labels=0)[1]
     table = params["embeddings"]["word_embeddings"]["embedding"]
     words = {w for texts in (split.text_a, split.text_b or ()) for t in texts for w in t.split()}
