@@ -10,8 +10,9 @@ Parameter paths mirror Hugging Face PyTorch BERT (``embeddings/word_embeddings``
 transposing Dense kernels (ours are ``[in, out]``, torch ``Linear.weight`` is ``[out, in]``).
 
 Mixed precision: ``config.dtype`` is the compute dtype, ``config.param_dtype`` the storage
-dtype (fp32). Softmax, LayerNorm statistics, pooling sums and the classifier run in fp32;
-logits are always returned as float32.
+dtype (fp32). Under bf16/fp16 every Dense and attention matmul takes compute-dtype operands and
+accumulates in fp32, forward and backward (``precision.py``); Dense outputs, softmax, LayerNorm
+statistics, pooling sums and the classifier are fp32; logits are always returned as float32.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from tkd_jax.errors import ConfigError
 from tkd_jax.models.outputs import ModelOutput
+from tkd_jax.models.precision import Dense, attention_context, attention_scores
 
 
 def gelu_erf(x):
@@ -126,8 +128,9 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
     return table.astype(np.float32)
 
 
-def _dense(config: TransformerConfig, features: int, name: str) -> nn.Dense:
-    return nn.Dense(
+def _dense(config: TransformerConfig, features: int, name: str) -> Dense:
+    # precision.Dense: under bf16, bf16 operands and fp32 accumulation in forward and backward.
+    return Dense(
         features,
         kernel_init=nn.initializers.normal(config.initializer_range),
         dtype=config.dtype,
@@ -199,18 +202,20 @@ class Embeddings(nn.Module):
 # ----------------------------------------------------------------------------- attention
 
 
-def attention_probs(q, k, key_mask):
+def attention_probs(q, k, key_mask, dtype=jnp.float32):
     """Eq 8's softmax(Q K^T / sqrt(d_k)) with a key-padding mask, per head.
 
     Args:
       q, k: ``[batch, len, heads, head_dim]`` in the compute dtype.
       key_mask: ``[batch, len]`` bool, True for real tokens.
+      dtype: the matmul operand dtype (float32, or bfloat16/float16 for mixed precision;
+        the product accumulates in float32 either way).
     Returns:
       ``[batch, heads, len_q, len_k]`` float32 probabilities; padded keys get exactly zero
       mass. A row whose keys are all padding becomes uniform instead of NaN because the
       fill value is the finite float32 minimum, not -inf.
     """
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    scores = attention_scores(q, k, dtype=dtype)
     scores = scores / np.sqrt(q.shape[-1]).astype(np.float32)
     scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
     return jax.nn.softmax(scores, axis=-1)
@@ -236,9 +241,9 @@ class SelfAttention(nn.Module):
         q = _dense(cfg, cfg.hidden_size, "query")(x).reshape(split)  # [b, l, h, d_k]
         k = _dense(cfg, cfg.hidden_size, "key")(x).reshape(split)
         v = _dense(cfg, cfg.hidden_size, "value")(x).reshape(split)
-        probs = attention_probs(q, k, key_mask)  # [b, h, l, l] fp32
+        probs = attention_probs(q, k, key_mask, cfg.dtype)  # [b, h, l, l] fp32
         dropped = nn.Dropout(cfg.attention_dropout_rate)(probs, deterministic=deterministic)
-        context = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(v.dtype), v)
+        context = attention_context(dropped, v, dtype=cfg.dtype)
         return context.reshape(b, length, cfg.hidden_size), probs  # concat(head_1..head_h)
 
 
