@@ -1,13 +1,14 @@
 """Mixed-precision matmuls: low-precision operands, float32 accumulation, forward AND backward.
 
 Under ``compute_dtype=bfloat16`` (or float16) every matmul of the Transformer goes through
-:func:`mp_einsum`: both operands are cast to the compute dtype, the dot accumulates and returns
-float32 (``preferred_element_type=float32``), and a custom VJP makes the two backward dots
-(cotangent x other operand) see compute-dtype operands too, with the cotangent cast down the way
-``torch.autocast`` does. JAX's own transpose rule of a ``dot_general`` would return bf16 outputs
-(its ``preferred_element_type`` is the operand dtype), which XLA:CPU runs on a slow path; with
-fp32 operands the backward would miss the AMX/AVX512-BF16 kernels altogether. Cotangents of the
-inputs come back in the inputs' own dtype (float32 for float32 activations and parameters).
+:func:`mp_matmul`, :func:`attention_scores` or :func:`attention_context`: both operands are cast
+to the compute dtype, the dot accumulates and returns float32 (``preferred_element_type``), and
+a custom VJP makes the two backward dots (cotangent x other operand) see compute-dtype operands
+too, with the cotangent cast down as ``torch.autocast`` does. JAX's own transpose rule of a
+``dot_general`` would return bf16 outputs (its ``preferred_element_type`` is the operand
+dtype), which XLA:CPU runs on a slow path; fp32 backward operands would miss the AMX /
+AVX512-BF16 kernels altogether. Gradients leave in the inputs' own dtype (float32 for float32
+activations and parameters); residuals are kept in the compute dtype.
 
 Under ``compute_dtype=float32`` the functions are exactly ``jnp.einsum`` / ``lax.dot_general``
 (same HLO as before, so the fp32 path is numerically unchanged).
@@ -80,35 +81,57 @@ def _matmul_bwd(dtype, res, g):
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
-# Head-major batched products of attention: a [B, H, M, K] x b [B, H, N, K] -> [B, H, M, N]
-# ("nt", the scores Q K^T) and a [B, H, M, K] x b [B, H, K, N] -> [B, H, M, N] ("nn", P V).
-_NT, _NN = "bhmk,bhnk->bhmn", "bhmk,bhkn->bhmn"
+# Attention products, head-major inside: q, k, v arrive as [b, l, h, d] and are moved to
+# [b, h, l, d] together with the cast, so every forward and backward dot is a plain batched
+# matmul; their cotangents are moved back in fp32 (the casts stay inside the VJP, so the
+# gradients that leave it are not rounded to bf16).
+def _heads(x, dtype):
+    return jnp.swapaxes(x.astype(dtype), 1, 2)  # [b, l, h, d] -> [b, h, l, d]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
-def _bmm(kind, a, b, dtype):
-    return _dot(_NT if kind == "nt" else _NN, a.astype(dtype), b.astype(dtype))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _scores(q, k, dtype):
+    return _dot("bhqd,bhkd->bhqk", _heads(q, dtype), _heads(k, dtype))
 
 
-def _bmm_fwd(kind, a, b, dtype):
-    a_c, b_c = a.astype(dtype), b.astype(dtype)
-    out = _dot(_NT if kind == "nt" else _NN, a_c, b_c)
-    return out, (a_c, b_c, jnp.zeros((0,), a.dtype), jnp.zeros((0,), b.dtype))
+def _scores_fwd(q, k, dtype):
+    qh, kh = _heads(q, dtype), _heads(k, dtype)
+    return _dot("bhqd,bhkd->bhqk", qh, kh), (qh, kh, jnp.zeros((0,), q.dtype),
+                                              jnp.zeros((0,), k.dtype))
 
 
-def _bmm_bwd(kind, dtype, res, g):
-    a_c, b_c, a_tag, b_tag = res
+def _scores_bwd(dtype, res, g):
+    qh, kh, q_tag, k_tag = res
     g_c = g.astype(dtype)
-    if kind == "nt":  # out = a b^T: da = g b, db = g^T a
-        da = _dot("bhmn,bhnk->bhmk", g_c, b_c)
-        db = _tn("bhmn,bhmk->bhnk", g_c, a_c, 2)
-    else:  # out = a b: da = g b^T, db = a^T g
-        da = _dot("bhmn,bhkn->bhmk", g_c, b_c)
-        db = _tn("bhmk,bhmn->bhkn", a_c, g_c, 2)
-    return da.astype(a_tag.dtype), db.astype(b_tag.dtype)
+    dq = _dot("bhqk,bhkd->bhqd", g_c, kh)
+    dk = _tn("bhqk,bhqd->bhkd", g_c, qh, 2)
+    return (jnp.swapaxes(dq, 1, 2).astype(q_tag.dtype),
+            jnp.swapaxes(dk, 1, 2).astype(k_tag.dtype))
 
 
-_bmm.defvjp(_bmm_fwd, _bmm_bwd)
+_scores.defvjp(_scores_fwd, _scores_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _context(p, v, dtype):
+    return jnp.swapaxes(_dot("bhqk,bhkd->bhqd", p.astype(dtype), _heads(v, dtype)), 1, 2)
+
+
+def _context_fwd(p, v, dtype):
+    p_c, vh = p.astype(dtype), _heads(v, dtype)
+    out = jnp.swapaxes(_dot("bhqk,bhkd->bhqd", p_c, vh), 1, 2)
+    return out, (p_c, vh, jnp.zeros((0,), p.dtype), jnp.zeros((0,), v.dtype))
+
+
+def _context_bwd(dtype, res, g):
+    p_c, vh, p_tag, v_tag = res
+    gh = _heads(g, dtype)  # [b, q, h, d] -> [b, h, q, d]
+    dp = _dot("bhqd,bhkd->bhqk", gh, vh)
+    dv = _tn("bhqk,bhqd->bhkd", p_c, gh, 2)
+    return dp.astype(p_tag.dtype), jnp.swapaxes(dv, 1, 2).astype(v_tag.dtype)
+
+
+_context.defvjp(_context_fwd, _context_bwd)
 
 
 def mp_matmul(x, kernel, *, dtype=F32):
@@ -131,8 +154,7 @@ def attention_scores(q, k, *, dtype=F32):
     """
     if _is_full(dtype):
         return jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=F32)
-    heads_first = lambda x: jnp.swapaxes(x.astype(dtype), 1, 2)
-    return _bmm("nt", heads_first(q), heads_first(k), jnp.dtype(dtype))
+    return _scores(q, k, jnp.dtype(dtype))
 
 
 def attention_context(probs, v, *, dtype=F32):
@@ -142,8 +164,7 @@ def attention_context(probs, v, *, dtype=F32):
     """
     if _is_full(dtype):
         return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
-    out = _bmm("nn", probs, jnp.swapaxes(v.astype(dtype), 1, 2), jnp.dtype(dtype))
-    return jnp.swapaxes(out, 1, 2)
+    return _context(probs, v, jnp.dtype(dtype))
 
 
 class Dense(nn.Module):
