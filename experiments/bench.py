@@ -1,15 +1,27 @@
-"""Benchmarks: `python -m experiments.bench train [--model minilm_l6 --batch 32 --seq 128]`.
+"""Benchmarks against the PyTorch peer: `python -m experiments.bench [train|infer|latency|all]`.
 
-Prints train-step examples/s and MFU = model FLOPs per second / this machine's measured fp32
-matmul peak (the best of several large jitted matmuls). Model FLOPs are counted analytically
-(6 x matmul params per token + attention scores and mixing, forward 1x + backward 2x) and
-checked against XLA's cost analysis of the compiled step. The step time is the median of
-`--steps` individually timed steps (robust to other processes sharing the cores).
+    python -m experiments.bench all --rounds 5 --json results/bench/peer.json
 
-XLA flag: `--xla_cpu_prefer_vector_width=512` (appended to XLA_FLAGS before jax is imported)
-lets XLA:CPU's own fused elementwise kernels (LayerNorm, softmax, GELU, dropout masks) use
-AVX-512; it made the minilm_l6 step 6-8% faster here (interleaved A/B). Results stay
-deterministic run to run. Matmuls run in YNNPACK either way.
+Contenders, all in one process and interleaved round by round (round r times every contender
+once, then round r + 1), so a noisy shared machine slows them alike:
+
+  train    one optimizer step at batch 32 x 128 with dropout on: AdamW, clipping 1.0 (ours:
+           ``steps.train_step``; torch: forward, backward, ``clip_grad_norm_``, ``AdamW.step``)
+  infer    a batch of 64 x 128 through the classifier, eval mode (throughput)
+  latency  a batch of 1 x 128 (latency)
+
+for our ``--model`` (default ``minilm_l6``) in fp32 and bf16 and, when torch and transformers are
+importable (the optional ``peer`` extra), the same architecture as Hugging Face
+``BertForSequenceClassification`` built from the installed all-MiniLM-L6-v2 files (or
+``--teacher``), ``torch.set_num_threads(--threads)``: eager fp32, ``torch.autocast("cpu",
+bfloat16)``, and ``torch.compile`` (inference only). Each measurement is the median of
+``--steps`` timed calls; the report gives per contender the median over rounds and the spread
+(min-max) of wall time and of process CPU time (all threads; less sensitive to other processes),
+and ratios ``peer time / our time`` (> 1: ours is faster) as the median of per-round ratios with
+their min-max.
+
+XLA flag: ``--xla_cpu_prefer_vector_width=512`` (appended to XLA_FLAGS before jax is imported)
+lets XLA:CPU's own fused elementwise kernels use AVX-512; 6-8 % faster here (interleaved A/B).
 """
 
 from __future__ import annotations
@@ -17,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import subprocess
 import sys
 import time
 
@@ -26,106 +40,190 @@ if _FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments import bench_peer  # noqa: E402
 from tkd_jax.models import get_config  # noqa: E402
 from tkd_jax.models.registry import create_model  # noqa: E402
 from tkd_jax.train import optim, steps  # noqa: E402
 from tkd_jax.train import state as state_lib  # noqa: E402
 
-
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 matmul FLOP/s over a few sizes (the denominator of MFU)."""
-    best = 0.0
-    for size in (n // 2, n, 2 * n):
-        a = jnp.asarray(np.random.default_rng(0).standard_normal((size, size)), jnp.float32)
-        f = jax.jit(lambda x: x @ x)
-        f(a).block_until_ready()
-        t = time.perf_counter()
-        for _ in range(repeats):
-            out = f(a)
-        out.block_until_ready()
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - t))
-    return best
+SHAPES = {"train": (32, 128), "infer": (64, 128), "latency": (1, 128)}
 
 
-def transformer_train_flops(cfg, batch: int, seq: int, num_labels: int) -> float:
-    """Analytic FLOPs of one train step (forward + backward = 3x forward matmul FLOPs)."""
-    d, f, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
-    per_token = layers * (4 * d * d + 2 * d * f)  # Q, K, V, O and the FFN (multiply-adds)
-    per_token += layers * 2 * seq * d  # QK^T and probs @ V
-    fwd = 2 * batch * seq * per_token + 2 * batch * (d * d + d * num_labels)  # + pooler, head
-    return 3.0 * fwd
-
-
-def bench_train(model_name: str, batch: int, seq: int, steps_n: int, precision: str) -> dict:
-    num_labels = 2
-    cfg = get_config(model_name)
-    model = create_model(model_name, num_labels=num_labels,
-                         dtype=state_lib.compute_dtype(precision))
-    rng = np.random.default_rng(0)
-    b = {
-        "input_ids": rng.integers(1000, cfg.vocab_size, (batch, seq)).astype(np.int32),
+def fake_batch(batch: int, seq: int, vocab: int, num_labels: int = 2, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "input_ids": rng.integers(1000, vocab, (batch, seq)).astype(np.int32),
         "attention_mask": np.ones((batch, seq), np.int32),
         "token_type_ids": np.zeros((batch, seq), np.int32),
         "label": rng.integers(0, num_labels, (batch,)).astype(np.int32),
         "weight": np.ones((batch,), np.float32),
         "index": np.arange(batch, dtype=np.int32),
     }
+
+
+def ours_train(model_name: str, batch: int, seq: int, precision: str):
+    """A callable that runs one jitted train step (blocking), and its compile seconds."""
+    model = create_model(model_name, num_labels=2, dtype=state_lib.compute_dtype(precision))
+    b = fake_batch(batch, seq, get_config(model_name).vocab_size)
     params = model.init(jax.random.key(0), b["input_ids"][:1], b["attention_mask"][:1])["params"]
     tx, _ = optim.make_optimizer(learning_rate=1e-4, total_steps=1000, warmup_steps=100)
-    state = state_lib.create_train_state(apply_fn=model.apply, params={"model": params}, tx=tx,
-                                         precision=precision, rng=jax.random.PRNGKey(0))
-    spec = steps.StepSpec(regression=False, num_labels=num_labels, fp16=precision == "fp16")
+    box = [state_lib.create_train_state(apply_fn=model.apply, params={"model": params}, tx=tx,
+                                        precision=precision, rng=jax.random.PRNGKey(0))]
+    spec = steps.StepSpec(regression=False, num_labels=2, fp16=precision == "fp16")
     fn = jax.jit(lambda s, bt, r: steps.train_step(s, bt, r, spec=spec, model=model),
                  donate_argnums=0)
     key = jax.random.PRNGKey(1)
-    compiled = fn.lower(state, b, key).compile()
-    xla_flops = (compiled.cost_analysis() or {}).get("flops")
-    for _ in range(2):  # warm-up
-        state, m = fn(state, b, key)
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(steps_n):
-        t = time.perf_counter()
-        state, m = fn(state, b, key)
+    t = time.perf_counter()
+    compiled = fn.lower(box[0], b, key).compile()
+    compile_s = time.perf_counter() - t
+
+    def step():
+        box[0], m = compiled(box[0], b, key)
         jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
-    dt = float(np.median(times))
-    flops = transformer_train_flops(cfg, batch, seq, num_labels)
-    peak = matmul_peak()
-    return {
-        "model": model_name, "batch": batch, "seq": seq, "precision": precision,
-        "step_seconds": dt, "step_seconds_all": times, "examples_per_second": batch / dt,
-        "model_flops_per_step": flops, "xla_flops_per_step": xla_flops,
-        "achieved_flops_per_second": flops / dt, "matmul_peak_flops_per_second": peak,
-        "mfu": flops / dt / peak, "devices": [str(d) for d in jax.devices()],
-        "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
+
+    return step, compile_s
+
+
+def ours_forward(model_name: str, batch: int, seq: int, precision: str):
+    model = create_model(model_name, num_labels=2, dtype=state_lib.compute_dtype(precision))
+    b = fake_batch(batch, seq, get_config(model_name).vocab_size)
+    params = model.init(jax.random.key(0), b["input_ids"][:1], b["attention_mask"][:1])["params"]
+    fn = jax.jit(lambda p, i, m, t: model.apply({"params": p}, i, m, t).logits)
+    args = (params, b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    t = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t
+    return (lambda: compiled(*args).block_until_ready()), compile_s
+
+
+def time_calls(fn, steps_n: int, warmup: int = 2) -> tuple[float, float]:
+    """Median wall and median process-CPU seconds of ``steps_n`` calls after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(steps_n):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return float(np.median(wall)), float(np.median(cpu))
+
+
+def summarize(samples: dict[str, list[tuple[float, float]]], ours: list[str]) -> dict:
+    """Per contender: median / min / max over rounds of wall and CPU seconds; ratios of each
+    non-ours contender to each of ours (peer seconds / our seconds, per round)."""
+    out = {"contenders": {}, "ratios": {}}
+    for name, s in samples.items():
+        w, c = np.array([x[0] for x in s]), np.array([x[1] for x in s])
+        out["contenders"][name] = {
+            "wall_median": float(np.median(w)), "wall_min": float(w.min()),
+            "wall_max": float(w.max()), "cpu_median": float(np.median(c)),
+            "cpu_min": float(c.min()), "cpu_max": float(c.max()),
+            "wall_rounds": w.tolist(), "cpu_rounds": c.tolist()}
+    for a in ours:
+        for b in samples:
+            if b == a:
+                continue
+            r = np.array([pb[0] / pa[0] for pa, pb in zip(samples[a], samples[b], strict=True)])
+            rc = np.array([pb[1] / pa[1] for pa, pb in zip(samples[a], samples[b], strict=True)])
+            out["ratios"][f"{b} / {a}"] = {
+                "wall_median": float(np.median(r)), "wall_min": float(r.min()),
+                "wall_max": float(r.max()), "cpu_median": float(np.median(rc)),
+                "cpu_min": float(rc.min()), "cpu_max": float(rc.max())}
+    return out
+
+
+def build(what: str, args, peer) -> tuple[dict, dict]:
+    """Contender callables and compile seconds for one benchmark kind."""
+    batch, seq = SHAPES[what]
+    fns, compiles = {}, {}
+    for precision in args.precisions:
+        maker = ours_train if what == "train" else ours_forward
+        fns[f"ours {precision}"], compiles[f"ours {precision}"] = maker(
+            args.model, batch, seq, precision)
+    if peer is not None:
+        fns.update(peer.contenders(what, batch, seq))
+    return fns, compiles
+
+
+def run(what: str, args, peer) -> dict:
+    fns, compiles = build(what, args, peer)
+    samples = {name: [] for name in fns}
+    steps_n = args.steps if what != "latency" else args.steps * 10
+    for _ in range(args.rounds):
+        for name, fn in fns.items():
+            samples[name].append(time_calls(fn, steps_n))
+    res = summarize(samples, [n for n in fns if n.startswith("ours")])
+    res.update(what=what, batch=SHAPES[what][0], seq=SHAPES[what][1], steps=steps_n,
+               rounds=args.rounds, compile_seconds=compiles)
+    return res
+
+
+def machine() -> dict:
+    flags = ""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
+        model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        model = model.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        model = platform.processor()
+    wanted = ("avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "avx512_vnni")
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpu": model, "cpu_count": os.cpu_count(), "flags": [f for f in wanted if f in
+            flags.split()], "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS"),
+            "commit": commit}
+
+
+def format_result(res: dict) -> str:
+    b, s = res["batch"], res["seq"]
+    lines = [f"{res['what']} (batch {b} x {s}), median of {res['steps']} calls per round, "
+             f"{res['rounds']} rounds: wall ms median [min-max] | CPU ms median"]
+    for name, c in res["contenders"].items():
+        lines.append(f"  {name:22s} {1e3 * c['wall_median']:9.1f} [{1e3 * c['wall_min']:.1f}-"
+                     f"{1e3 * c['wall_max']:.1f}] | {1e3 * c['cpu_median']:9.1f}  "
+                     f"({b / c['wall_median']:.1f} ex/s)")
+    lines.append("  ratios (other / ours; > 1 = ours faster): wall median [min-max] | CPU")
+    for name, r in res["ratios"].items():
+        lines.append(f"  {name:36s} {r['wall_median']:.2f}x [{r['wall_min']:.2f}-"
+                     f"{r['wall_max']:.2f}] | {r['cpu_median']:.2f}x")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("train",))
+    p.add_argument("what", nargs="?", default="all", choices=(*SHAPES, "all"))
     p.add_argument("--model", default="minilm_l6")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--precision", default="fp32", choices=sorted(state_lib.PRECISIONS))
-    p.add_argument("--json", help="also write the result to this file")
+    p.add_argument("--precisions", default="fp32,bf16", type=lambda s: s.split(","))
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=3, help="timed calls per round (x10 latency)")
+    p.add_argument("--peer", default="auto", choices=("auto", "on", "off"))
+    p.add_argument("--teacher", default=None, help="HF BERT dir of the peer model")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--no_compile", action="store_true", help="skip torch.compile contenders")
+    p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
-    res = bench_train(args.model, args.batch, args.seq, args.steps, args.precision)
-    print(f"{res['model']} train step, batch {res['batch']} x seq {res['seq']}, "
-          f"{res['precision']}: {res['step_seconds'] * 1e3:.1f} ms/step, "
-          f"{res['examples_per_second']:.1f} examples/s")
-    print(f"model FLOPs/step {res['model_flops_per_step']:.3e} (XLA counts "
-          f"{res['xla_flops_per_step'] or float('nan'):.3e}); achieved "
-          f"{res['achieved_flops_per_second'] / 1e9:.1f} GFLOP/s; measured fp32 matmul peak "
-          f"{res['matmul_peak_flops_per_second'] / 1e9:.1f} GFLOP/s; MFU {res['mfu']:.1%}")
+    peer = None if args.peer == "off" else bench_peer.load(
+        args.teacher, threads=args.threads, compile=not args.no_compile,
+        required=args.peer == "on")
+    info = machine()
+    print(f"{info['cpu']}, {info['cpu_count']} CPUs, flags {' '.join(info['flags'])}; jax "
+          f"{info['jax']}; XLA_FLAGS {info['xla_flags']}; peer "
+          f"{peer.version if peer else 'not installed / off'}")
+    results = {"machine": info, "peer": peer.version if peer else None, "benchmarks": []}
+    for what in (SHAPES if args.what == "all" else (args.what,)):
+        res = run(what, args, peer)
+        results["benchmarks"].append(res)
+        print(format_result(res), flush=True)
     if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+            json.dump(results, f, indent=2)
     return 0
 
 
