@@ -209,3 +209,19 @@ def test_real_train_padding_efficiency_and_speed(glue_dir, teacher_tok, task):
     assert bucketed >= 0.9 and pad_to_max < 0.5
     assert len(shapes) <= len(DEFAULT_BUCKETS)
     assert seconds < 30
+
+
+def test_balanced_buckets_trade_compiles_against_padding():
+    from tkd_jax.data.batching import balanced_bucket_lengths
+
+    lengths = np.random.default_rng(0).integers(8, 120, 3000)
+    free_compiles = balanced_bucket_lengths(lengths, 128, batch_size=32, compile_seconds=0.0)
+    free_padding = balanced_bucket_lengths(lengths, 128, batch_size=32, token_seconds=0.0)
+    assert free_compiles == bucket_lengths(128, ratio=1.12)  # the finest: least padding
+    assert free_padding == bucket_lengths(128, ratio=2.0)  # the coarsest: fewest shapes
+    # Many epochs of a big task make padding dominate; one epoch of a small one, compiles.
+    assert balanced_bucket_lengths(lengths, 128, batch_size=32, epochs=100) == free_compiles
+    small = balanced_bucket_lengths(lengths[:64], 128, batch_size=32, epochs=1)
+    assert len(small) < len(free_compiles)
+    with pytest.raises(ConfigError, match="at least one"):
+        balanced_bucket_lengths([], 128, batch_size=32)
