@@ -119,7 +119,9 @@ def test_batched_correlations_match_scipy():
             sps.spearmanr(x[r], y[r]).statistic)
 
 
-def test_paired_bootstrap_matches_a_loop_with_sklearn():
+@pytest.mark.parametrize("chunk", [1000, 128])  # 128: the resamples come in 3 blocks
+def test_paired_bootstrap_matches_a_loop_with_sklearn(chunk, monkeypatch):
+    monkeypatch.setattr(stats, "_CHUNK", chunk)
     rng = np.random.default_rng(11)
     n = 50
     labels = rng.integers(0, 2, n)

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import optimize, stats
 
 CONFIDENCE = 0.95
+_CHUNK = 1000  # bootstrap resamples evaluated at once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +250,8 @@ def paired_bootstrap(metric: str, labels, preds_a, preds_b, *, n_resamples: int 
       labels: [N] gold labels (class ids or scores), aligned with the prediction columns.
       preds_a: [Sa, N] row A's predictions, one row per seed ([N] for one run).
       preds_b: [Sb, N] row B's predictions.
-      n_resamples: B; indices are drawn as ``default_rng(seed).integers(0, N, (B, N))``.
+      n_resamples: B; indices are drawn as ``default_rng(seed).integers(0, N, (B, N))``
+        (in blocks of rows, which gives the same stream).
 
     The interval is the percentile interval of the B differences; the two-sided p-value is
     2 * min((#{d* <= 0} + 1) / (B + 1), (#{d* >= 0} + 1) / (B + 1)), capped at 1 (the
@@ -260,15 +262,19 @@ def paired_bootstrap(metric: str, labels, preds_a, preds_b, *, n_resamples: int 
     n = labels.size
     if a.shape[1] != n or b.shape[1] != n:
         raise ValueError(f"paired_bootstrap: {n} labels, predictions {a.shape} and {b.shape}")
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    lab = labels[idx]
+    rng = np.random.default_rng(seed)
 
-    def seed_mean(p):
-        return np.mean([batched_metric(metric, row[idx], lab, num_labels) for row in p], axis=0)
+    def seed_mean(p, idx):
+        return np.mean([batched_metric(metric, row[idx], labels[idx], num_labels) for row in p],
+                       axis=0)
 
+    chunks = []  # resamples in blocks, so memory stays ~[CHUNK, N] on MNLI-sized dev sets
+    for start in range(0, n_resamples, _CHUNK):
+        idx = rng.integers(0, n, size=(min(_CHUNK, n_resamples - start), n))
+        chunks.append(seed_mean(a, idx) - seed_mean(b, idx))
+    d = np.concatenate(chunks)
     full = lambda p: float(np.mean([batched_metric(metric, row, labels, num_labels)
                                     for row in p]))
-    d = seed_mean(a) - seed_mean(b)
     q = (1 - confidence) / 2
     lo, hi = np.quantile(d, [q, 1 - q])
     tail = min(np.sum(d <= 0) + 1, np.sum(d >= 0) + 1) / (n_resamples + 1)

@@ -1,0 +1,55 @@
+"""`python -m experiments.tables`: tables, CSVs, plots and REPRODUCTION.md from the runs.
+
+    python -m experiments.tables [--runs_dir results/runs] [--out results]
+        [--tasks cola,sst2,...] [--seeds 5] [--resamples 2000]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from experiments import cli
+from experiments.tables import analysis, reproduction, write
+from experiments.tables import rows as rows_lib
+
+
+def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> list:
+    cells = analysis.collect(runs_dir)
+    comps = analysis.comparisons(cells, tasks, n_resamples=n_resamples)
+    written = write.write_tables(out_dir, cells, tasks, comps)
+    runs = [r for rs in cells.values() for r in rs]
+    provenance = {
+        "runs": len(runs),
+        "code": analysis.code_versions(cells, root),
+        "dirty": sum(str((r.manifest or {}).get("git_commit", "")).endswith("+dirty")
+                     for r in runs),
+        "mismatches": analysis.prediction_mismatches(cells),
+        "train_hours": sum(float(r.final.get("train_seconds", 0.0)) for r in runs) / 3600,
+    }
+    path = out_dir / "REPRODUCTION.md"
+    path.write_text(reproduction.render(cells, tasks, comps, seeds=seeds,
+                                        provenance=provenance))
+    return [*written, path]
+
+
+def main(argv: list[str]) -> int:
+    import pathlib
+
+    from experiments.reproduce import repo_root
+
+    p = cli.make_parser(__doc__.splitlines()[0])
+    p.add_argument("--runs_dir", default="results/runs")
+    p.add_argument("--out", default="results")
+    p.add_argument("--tasks", default=",".join(rows_lib.DEFAULT_TASKS))
+    p.add_argument("--seeds", type=int, default=rows_lib.DEFAULT_SEEDS)
+    p.add_argument("--resamples", type=int, default=analysis.N_RESAMPLES)
+    args = p.parse_args(argv)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    for path in build(pathlib.Path(args.runs_dir), pathlib.Path(args.out), tasks,
+                      seeds=args.seeds, n_resamples=args.resamples, root=repo_root()):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_main(main))
