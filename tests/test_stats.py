@@ -49,6 +49,14 @@ def test_dz_interval_inverts_the_noncentral_t():
     assert r.dz_low < r.dz < r.dz_high
 
 
+def test_dz_interval_for_a_huge_effect_with_few_seeds():
+    # t = 55 on 4 degrees of freedom: scipy's nct is NaN far in its tails; the roots are not
+    r = stats.paired_t_test([0.90, 0.91, 0.92, 0.93, 0.945], [0.70, 0.705, 0.72, 0.725, 0.74])
+    assert r.t > 40
+    assert sps.nct.cdf(r.t, 4, r.dz_low * math.sqrt(5)) == pytest.approx(0.975, abs=1e-8)
+    assert sps.nct.cdf(r.t, 4, r.dz_high * math.sqrt(5)) == pytest.approx(0.025, abs=1e-8)
+
+
 def test_dz_interval_approaches_the_normal_approximation_for_large_n():
     rng = np.random.default_rng(1)
     d = rng.normal(0.5, 1.0, 4000)

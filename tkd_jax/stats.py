@@ -87,8 +87,14 @@ def _noncentrality_interval(t_obs: float, df: int, confidence: float) -> tuple[f
     """
     a = 1 - confidence
 
+    def cdf(nc):
+        # scipy's nct.cdf returns NaN far in its tails, where the value is ~1 (nc << t_obs)
+        # or ~0 (nc >> t_obs)
+        v = float(stats.nct.cdf(t_obs, df, nc))
+        return v if not math.isnan(v) else float(nc < t_obs)
+
     def root(target):
-        f = lambda nc: stats.nct.cdf(t_obs, df, nc) - target
+        f = lambda nc: cdf(nc) - target
         # grow the bracket in doubling steps: far tails of scipy's nct can return NaN
         step, lo = 1.0, t_obs - 1.0
         while f(lo) < 0:
