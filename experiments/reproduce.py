@@ -1,7 +1,7 @@
 """Reproduce the paper's Tables II and III: plan, run, resume and count every (task, row, seed).
 
-    python -m experiments.reproduce --table 2|3|all [--tasks cola,sst2,...] [--seeds 5]
-        [--rows tkd,tnlp,...] [--status] [--dry_run]
+    GLUE_DIR=/path/to/glue python -m experiments.reproduce --table 2|3|all
+        [--tasks cola,sst2,...] [--seeds 5] [--rows tkd,tnlp,...] [--status] [--dry_run]
 
 Each cell is one `python -m experiments.glue` command run in a subprocess with its workdir
 `results/runs/<task>/<row>/seed<S>` (trivial baselines are computed from the dev labels in
@@ -195,8 +195,12 @@ class _Runner:
             self.proc = None
 
 
-def run_cells(cells: list[Cell], *, data_dir=None, runner=None) -> int:
-    """Run every cell left, in order; returns the number of cells that failed."""
+def run_cells(cells: list[Cell], *, runner=None) -> int:
+    """Run every cell left, in order; returns the number of cells that failed.
+
+    Data come from $GLUE_DIR (else the hub) for the runs and the trivial baselines alike, so
+    the recorded commands hold no machine paths.
+    """
     runner = runner or _Runner()
     failed: set[pathlib.Path] = set()
     for c in cells:
@@ -212,7 +216,7 @@ def run_cells(cells: list[Cell], *, data_dir=None, runner=None) -> int:
         verb = "resume" if c.started else "start"
         print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {verb}: {c.shown()}", flush=True)
         if c.row.recipe is None:
-            trivial.write_run(c.task, c.row.name, c.workdir, data_dir=data_dir)
+            trivial.write_run(c.task, c.row.name, c.workdir)
             continue
         code = runner.run(c.argv)
         if code != 0 and not runner.stopping:
@@ -232,8 +236,6 @@ def _parse(argv):
     p.add_argument("--status", action="store_true", help="print done / left / hours and exit")
     p.add_argument("--dry_run", action="store_true", help="print the commands left and exit")
     p.add_argument("--runs_dir", default=RUNS_DIR)
-    p.add_argument("--data_dir", default=None, help="GLUE dir for the trivial baselines "
-                   "(default: $GLUE_DIR, as experiments.glue)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="development only: add --config.KEY=VALUE to every run (needs a "
                    "--runs_dir other than the tables')")
@@ -279,7 +281,7 @@ def main(argv: list[str]) -> int:
     runner = _Runner()
     previous = signal.signal(signal.SIGTERM, runner.handle_sigterm)
     try:
-        failed = run_cells(cells, data_dir=args.data_dir, runner=runner)
+        failed = run_cells(cells, runner=runner)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(status(cells))

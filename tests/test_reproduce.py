@@ -11,6 +11,7 @@ from scipy import stats as sps
 from experiments import cli, glue, reproduce
 from experiments.tables import analysis, reproduction, trivial, write
 from experiments.tables import rows as rows_lib
+from tests.experiment_utils import SMALL, run_cli
 from tkd_jax.errors import ConfigError
 
 ALL_TASKS = rows_lib.DEFAULT_TASKS + rows_lib.OPTIONAL_TASKS
@@ -281,3 +282,27 @@ def test_tables_command_writes_every_file(fake_runs, tmp_path):
     assert any(r.startswith("mrpc,cnn,CNN,accuracy,5,") and r.endswith(",0 1 2 3 4,96.58")
                for r in rows)
     assert (tmp_path / "tables" / "table2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_driver_runs_resumes_and_verify_reproduces_a_tiny_cell(glue_dir, tmp_path):
+    """The command-line path end to end: a tiny T-NLP cell on an RTE slice and the majority
+    baseline; a second start runs nothing; experiments.verify re-runs the cell exactly."""
+    runs = tmp_path / "runs"
+    args = ["--table", "3", "--tasks", "rte", "--seeds", "1", "--rows",
+            "tnlp_scratch,majority", "--runs_dir", runs, "--allow_dirty",
+            *(f"--override={a[len('--config.'):]}" for a in SMALL), "--override=num_epochs=1"]
+    env = {"GLUE_DIR": str(glue_dir)}
+    first = run_cli(args, module="experiments.reproduce", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr[-2000:]
+    cell = runs / "rte" / "tnlp_scratch" / "seed0"
+    manifest = json.loads((cell / "manifest.json").read_text())
+    assert json.loads((cell / "final_metrics.json").read_text())["recipe"] == "transformer"
+    assert manifest["config"]["model"] == "tiny" and manifest["seed"] == 0
+    again = run_cli(args, module="experiments.reproduce", env=env)
+    assert again.returncode == 0 and "start:" not in again.stdout
+    assert "total: 2 done, 0 left" in again.stdout
+    proc = run_cli([cell], module="experiments.verify", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith(
+        "identical (final metrics without timing keys, and every prediction)")

@@ -6,7 +6,7 @@ import pytest
 
 from experiments import verify
 from experiments.tables import trivial
-from tests.experiment_utils import SMALL, run_cli
+from tests.experiment_utils import run_cli
 
 
 def test_differences_skips_timing_and_names_each_key():
@@ -58,17 +58,3 @@ def test_missing_manifest_is_a_user_error(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'manifest.json'}: cannot read the run's manifest "
         "(FileNotFoundError)"]
-
-
-@pytest.mark.slow
-def test_verify_reruns_a_tiny_cell_exactly(glue_dir, tmp_path):
-    run = tmp_path / "run"
-    first = run_cli(["--task", "rte", "--recipe", "transformer", "--workdir", run,
-                     "--data_dir", glue_dir, *SMALL, "--config.num_epochs=1"])
-    assert first.returncode == 0, first.stderr[-2000:]
-    proc = run_cli([run, "--scratch", tmp_path / "scratch", "--keep"],
-                   module="experiments.verify")
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    assert proc.stdout.strip().endswith(
-        "identical (final metrics without timing keys, and every prediction)")
-    assert (tmp_path / "scratch" / "run" / "final_metrics.json").exists()
