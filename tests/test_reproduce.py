@@ -306,3 +306,35 @@ def test_driver_runs_resumes_and_verify_reproduces_a_tiny_cell(glue_dir, tmp_pat
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert proc.stdout.strip().endswith(
         "identical (final metrics without timing keys, and every prediction)")
+
+
+def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):
+    from experiments.tables import provenance
+
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd")]
+    cells = reproduce.plan(["rte"], rows, seeds=2, runs_dir=tmp_path)
+    for c in cells:
+        c.workdir.mkdir(parents=True)
+        steps = 10 + c.seed
+        (c.workdir / "final_metrics.json").write_text(json.dumps(
+            {"split": "dev", "metrics": {}, "steps": steps}))
+        manifest = {"argv": list(c.argv), "config_fingerprint": f"fp{c.seed}"}
+        if c.row.name == "tkd":
+            manifest["teacher"] = {"run_dir": str(c.teacher), "config_fingerprint": f"fp{c.seed}",
+                                   "step": steps, "checkpoint_sha256": "ab" * 32}
+        (c.workdir / "manifest.json").write_text(json.dumps(manifest))
+    collected = analysis.collect(tmp_path)
+    assert provenance.off_plan(collected, tmp_path) == []
+    assert provenance.teacher_problems(collected) == []
+    student = tmp_path / "rte" / "tkd" / "seed1"
+    manifest = json.loads((student / "manifest.json").read_text())
+    manifest["argv"].append("--config.learning_rate=1e-3")
+    manifest["teacher"].update(step=5, run_dir=str(tmp_path / "rte" / "teacher" / "seed0"))
+    (student / "manifest.json").write_text(json.dumps(manifest))
+    collected = analysis.collect(tmp_path)
+    assert provenance.off_plan(collected, tmp_path) == [
+        f"{student}: recorded command differs from the plan's"]
+    assert provenance.teacher_problems(collected) == [
+        f"{student}: learnt from {str(tmp_path / 'rte' / 'teacher' / 'seed0')!r}, not its "
+        "teacher cell",
+        f"{student}: teacher step 5 is not the teacher's final step 11"]

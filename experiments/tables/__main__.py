@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from experiments import cli
-from experiments.tables import analysis, reproduction, write
+from experiments.tables import analysis, provenance, reproduction, write
 from experiments.tables import rows as rows_lib
 
 
@@ -18,9 +18,11 @@ def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> li
     comps = analysis.comparisons(cells, tasks, n_resamples=n_resamples)
     written = write.write_tables(out_dir, cells, tasks, comps)
     runs = [r for rs in cells.values() for r in rs]
-    provenance = {
+    checks = {
         "runs": len(runs),
-        "code": analysis.code_versions(cells, root),
+        "code": provenance.code_versions(cells, root),
+        "off_plan": provenance.off_plan(cells, runs_dir),
+        "teacher": provenance.teacher_problems(cells),
         "dirty": sum(str((r.manifest or {}).get("git_commit", "")).endswith("+dirty")
                      for r in runs),
         "mismatches": analysis.prediction_mismatches(cells),
@@ -28,7 +30,7 @@ def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> li
     }
     path = out_dir / "REPRODUCTION.md"
     path.write_text(reproduction.render(cells, tasks, comps, seeds=seeds,
-                                        provenance=provenance))
+                                        provenance=checks))
     return [*written, path]
 
 

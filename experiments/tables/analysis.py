@@ -15,7 +15,6 @@ import json
 import math
 import pathlib
 import re
-import subprocess
 
 import numpy as np
 
@@ -201,24 +200,3 @@ def prediction_mismatches(cells) -> list[str]:
                 bad.append(f"{r.path}: {key} {v:.6f} in final_metrics, {got:.6f} from "
                            "predictions.json")
     return bad
-
-
-def code_versions(cells, root) -> dict[str, list[str]]:
-    """Manifest git commits grouped by the code they ran: commits whose tkd_jax/, experiments/
-    and pyproject.toml trees are equal share a key (commits that add results only do not
-    change it). "+dirty" and unknown commits get keys of their own."""
-    groups: dict[str, list[str]] = {}
-    keys: dict[str, str] = {}
-    for runs in cells.values():
-        for r in runs:
-            commit = (r.manifest or {}).get("git_commit") or "unknown"
-            if commit not in keys:
-                keys[commit] = commit
-                if not commit.endswith("+dirty") and commit != "unknown":
-                    res = subprocess.run(
-                        ["git", "rev-parse", f"{commit}:tkd_jax", f"{commit}:experiments",
-                         f"{commit}:pyproject.toml"], cwd=root, capture_output=True, text=True)
-                    if res.returncode == 0:
-                        keys[commit] = "code " + res.stdout.replace("\n", " ").strip()
-            groups.setdefault(keys[commit], []).append(commit)
-    return groups

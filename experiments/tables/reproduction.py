@@ -103,6 +103,10 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict) -> str:
     lines += [f"- manifests marked +dirty: {provenance['dirty']}",
               f"- runs whose predictions.json disagrees with final_metrics.json: "
               f"{len(provenance['mismatches'])}",
+              f"- runs whose recorded command is not the driver's plan for their cell: "
+              f"{len(provenance.get('off_plan', []))}",
+              f"- distilled students whose teacher provenance does not check out: "
+              f"{len(provenance.get('teacher', []))}",
               f"- total train time of the runs (train_seconds; compile, evaluation and "
               f"soft-label passes not counted): {provenance['train_hours']:.2f} CPU hours", ""]
     lines += ["## The paper's numbers beside ours", "",
@@ -156,7 +160,9 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict) -> str:
               "runs' checkpoints.", "", "## Missing cells", ""]
     missing = missing_cells(cells, tasks, seeds)
     lines += [f"- {m}" for m in missing] or ["- none"]
-    if provenance["mismatches"]:
-        lines += ["", "## Predictions that disagree with final metrics", ""]
-        lines += [f"- {m}" for m in provenance["mismatches"]]
+    for key, title in (("mismatches", "Predictions that disagree with final metrics"),
+                       ("off_plan", "Runs not made by the driver's plan"),
+                       ("teacher", "Students whose teacher provenance does not check out")):
+        if provenance.get(key):
+            lines += ["", f"## {title}", ""] + [f"- {m}" for m in provenance[key]]
     return "\n".join(lines) + "\n"
