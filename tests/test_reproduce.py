@@ -338,3 +338,18 @@ def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):
         f"{student}: learnt from {str(tmp_path / 'rte' / 'teacher' / 'seed0')!r}, not its "
         "teacher cell",
         f"{student}: teacher step 5 is not the teacher's final step 11"]
+
+
+def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
+    for row, params, secs in (("teacher", 22713986, 300.0), ("tkd", 17390594, 100.0)):
+        d = tmp_path / "mrpc" / row / "seed0"
+        d.mkdir(parents=True)
+        (d / "final_metrics.json").write_text(json.dumps(
+            {"num_params": params, "train_seconds": secs, "metrics": {}}))
+    cells = analysis.collect(tmp_path)
+    latency = [{"run": "results/runs/mrpc/teacher/seed0", "median_ms": 10.24},
+               {"run": "results/runs/mrpc/tkd/seed0/", "median_ms": 4.91}]
+    lines = reproduction.cost_lines(cells, ["mrpc", "rte"], latency)
+    assert lines[2] == "| mrpc | 22,713,986 | 17,390,594 | 300 / 100 | 10.24 / 4.91 (2.09x) |"
+    assert not any(line.startswith("| rte") for line in lines)
+    assert reproduction.cost_lines(cells, ["mrpc"], None)[2].endswith("| not measured |")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 from experiments import cli
@@ -28,9 +29,11 @@ def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> li
         "mismatches": analysis.prediction_mismatches(cells),
         "train_hours": sum(float(r.final.get("train_seconds", 0.0)) for r in runs) / 3600,
     }
+    latency_file = out_dir / "tables" / "latency.json"
+    latency = json.loads(latency_file.read_text()) if latency_file.exists() else None
     path = out_dir / "REPRODUCTION.md"
-    path.write_text(reproduction.render(cells, tasks, comps, seeds=seeds,
-                                        provenance=checks))
+    path.write_text(reproduction.render(cells, tasks, comps, seeds=seeds, provenance=checks,
+                                        latency=latency))
     return [*written, path]
 
 
