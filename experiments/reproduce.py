@@ -195,6 +195,21 @@ class _Runner:
             self.proc = None
 
 
+DRIVER_FILE = "driver.json"  # wall-clock seconds of every attempt at the cell, summed
+
+
+def _add_wall_time(workdir: pathlib.Path, seconds: float) -> None:
+    if not workdir.is_dir():  # the run refused its arguments before making its workdir
+        return
+    path = workdir / DRIVER_FILE
+    prior = json.loads(path.read_text()) if path.exists() else {}
+    record = {"wall_seconds": prior.get("wall_seconds", 0.0) + seconds,
+              "attempts": prior.get("attempts", 0) + 1}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 def run_cells(cells: list[Cell], *, runner=None) -> int:
     """Run every cell left, in order; returns the number of cells that failed.
 
@@ -218,7 +233,9 @@ def run_cells(cells: list[Cell], *, runner=None) -> int:
         if c.row.recipe is None:
             trivial.write_run(c.task, c.row.name, c.workdir)
             continue
+        start = time.monotonic()
         code = runner.run(c.argv)
+        _add_wall_time(c.workdir, time.monotonic() - start)
         if code != 0 and not runner.stopping:
             print(f"  failed with exit code {code}: {c.workdir}", flush=True)
             failed.add(c.workdir)

@@ -138,6 +138,9 @@ def test_run_cells_skips_done_waits_for_teachers_and_counts_failures(tmp_path):
                                                 ("cnn", 1))]
     assert failed == 2  # the failed teacher and its student, which never started
     assert not by["tkd", 1].workdir.exists()
+    record = json.loads((by["teacher", 0].workdir / reproduce.DRIVER_FILE).read_text())
+    assert record["attempts"] == 1 and record["wall_seconds"] >= 0
+    assert not (by["cnn", 0].workdir / reproduce.DRIVER_FILE).exists()  # finished before
     runner = _FakeRunner()
     assert reproduce.run_cells(cells, runner=runner) == 0  # restart: only what is left
     assert [a[a.index("--workdir") + 1] for a in runner.calls] == [

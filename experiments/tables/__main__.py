@@ -9,9 +9,14 @@ from __future__ import annotations
 import json
 import sys
 
-from experiments import cli
+from experiments import cli, reproduce
 from experiments.tables import analysis, provenance, reproduction, write
 from experiments.tables import rows as rows_lib
+
+
+def _wall_seconds(run_dir) -> float:
+    path = run_dir / reproduce.DRIVER_FILE
+    return float(json.loads(path.read_text())["wall_seconds"]) if path.exists() else 0.0
 
 
 def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> list:
@@ -28,6 +33,7 @@ def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> li
                      for r in runs),
         "mismatches": analysis.prediction_mismatches(cells),
         "train_hours": sum(float(r.final.get("train_seconds", 0.0)) for r in runs) / 3600,
+        "wall_hours": sum(_wall_seconds(r.path) for r in runs) / 3600,
     }
     latency_file = out_dir / "tables" / "latency.json"
     latency = json.loads(latency_file.read_text()) if latency_file.exists() else None
@@ -40,8 +46,6 @@ def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> li
 def main(argv: list[str]) -> int:
     import pathlib
 
-    from experiments.reproduce import repo_root
-
     p = cli.make_parser(__doc__.splitlines()[0])
     p.add_argument("--runs_dir", default="results/runs")
     p.add_argument("--out", default="results")
@@ -51,7 +55,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     for path in build(pathlib.Path(args.runs_dir), pathlib.Path(args.out), tasks,
-                      seeds=args.seeds, n_resamples=args.resamples, root=repo_root()):
+                      seeds=args.seeds, n_resamples=args.resamples, root=reproduce.repo_root()):
         print(path)
     return 0
 

@@ -141,7 +141,9 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
               f"- distilled students whose teacher provenance does not check out: "
               f"{len(provenance.get('teacher', []))}",
               f"- total train time of the runs (train_seconds; compile, evaluation and "
-              f"soft-label passes not counted): {provenance['train_hours']:.2f} CPU hours", ""]
+              f"soft-label passes not counted): {provenance['train_hours']:.2f} hours; "
+              f"wall-clock time of the driver's runs (every attempt, start-up included): "
+              f"{provenance.get('wall_hours', 0.0):.2f} hours", ""]
     lines += ["## The paper's numbers beside ours", "",
               "Ours: accuracy and F1 in percent, mean ± sd [95% CI] over seeds.", "",
               "| task | row | paper acc | ours acc | paper F1 | ours F1 |", "|---" * 6 + "|"]
