@@ -32,6 +32,7 @@ def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> li
         "dirty": sum(str((r.manifest or {}).get("git_commit", "")).endswith("+dirty")
                      for r in runs),
         "mismatches": analysis.prediction_mismatches(cells),
+        "no_predictions": [str(r.path) for r in runs if r.split_predictions() is None],
         "train_hours": sum(float(r.final.get("train_seconds", 0.0)) for r in runs) / 3600,
         "wall_hours": sum(_wall_seconds(r.path) for r in runs) / 3600,
     }

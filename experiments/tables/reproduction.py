@@ -134,6 +134,8 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
         lines.append(f"  - {key}: {len(commits)} runs, commits "
                      f"{', '.join(sorted(set(c[:12] for c in commits)))}")
     lines += [f"- manifests marked +dirty: {provenance['dirty']}",
+              f"- runs without dev predictions (no paired bootstrap for them): "
+              f"{len(provenance.get('no_predictions', []))}",
               f"- runs whose predictions.json disagrees with final_metrics.json: "
               f"{len(provenance['mismatches'])}",
               f"- runs whose recorded command is not the driver's plan for their cell: "
@@ -184,7 +186,8 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
               "", "## Missing cells", ""]
     missing = missing_cells(cells, tasks, seeds)
     lines += [f"- {m}" for m in missing] or ["- none"]
-    for key, title in (("mismatches", "Predictions that disagree with final metrics"),
+    for key, title in (("no_predictions", "Runs without predictions.json"),
+                       ("mismatches", "Predictions that disagree with final metrics"),
                        ("off_plan", "Runs not made by the driver's plan"),
                        ("teacher", "Students whose teacher provenance does not check out")):
         if provenance.get(key):
