@@ -5,7 +5,8 @@ Claims (Mei et al. 2024, Tables II and III, task unnamed):
   (b) TKD-NLP > CNN > LSTM > RNN (accuracy);
   (c) TKD-NLP > T-NLP > KD-NLP (accuracy).
 A link "A > B" holds on a task when A - B is positive and significant at 0.05 after Holm's
-correction in both the paired t-test over seeds and the paired bootstrap over dev examples;
+correction (one family per test and metric kind, over every comparison of every task) in both
+the paired t-test over seeds and the paired bootstrap over dev examples (10,000 resamples);
 "reversed" when both are significant the other way; otherwise it is not supported. A claim
 holds on a task when all its links hold. (a) is read from the interval of our TKD-NLP cell.
 """
