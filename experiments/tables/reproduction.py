@@ -158,7 +158,10 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
             lines.append(f"| {task} | {LABEL[name]} | {paper['accuracy']:.2f} | "
                          f"{cell_text(analysis.summarize(runs, 'accuracy'))} | "
                          f"{paper['f1']:.2f} | {cell_text(analysis.summarize(runs, 'f1'))} |")
-    lines += ["", "## Verdicts", "", __doc__.split("\n\n", 1)[1].strip(), ""]
+    resamples = sorted({c.bootstrap.n_resamples for c in comps if c.bootstrap})
+    lines += ["", "## Verdicts", "", __doc__.split("\n\n", 1)[1].strip(),
+              f"Bootstrap resamples: {', '.join(map(str, resamples)) or 'none run'} "
+              f"(seed {analysis.BOOTSTRAP_SEED}).", ""]
     lines += ["### (a) TKD-NLP reaches 98.32 accuracy / 97.14 F1", ""]
     for task in tasks:
         if task in rows_lib.REGRESSION_TASKS:
