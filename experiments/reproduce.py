@@ -5,14 +5,15 @@
 
 Each cell is one `python -m experiments.glue` command run in a subprocess with its workdir
 `results/runs/<task>/<row>/seed<S>` (trivial baselines are computed from the dev labels in
-process). Finished cells (final_metrics.json present) are skipped; an interrupted one is run
-again with the same command, which resumes from its checkpoint, so the driver can be stopped
-(Ctrl-C, SIGTERM: the running cell checkpoints first) and restarted at any time. Students of
-seed S wait for the teacher of seed S. The driver refuses to start from a working tree with
-uncommitted changes (new, untracked run outputs under the runs directory aside), so every
-manifest records a clean commit; it commits nothing itself. `--status` prints done / left /
-estimated hours (median train_seconds of finished runs of the same row, else of the same row
-family scaled by training-set size). Tables and the report: `python -m experiments.tables`.
+process). Finished cells (final_metrics.json and predictions.json present) are skipped; an
+interrupted one is run again with the same command, which resumes from its checkpoint, so the
+driver can be stopped (Ctrl-C, SIGTERM: the running cell checkpoints first) and restarted at
+any time. Students of seed S wait for the teacher of seed S. The driver refuses to start from a
+working tree with uncommitted changes (new, untracked run outputs under the runs directory
+aside), so every manifest records a clean commit; it commits nothing itself. `--status` prints
+done / left / estimated hours (median train_seconds of finished runs of the same row, else of
+the same row family scaled by training-set size). Tables and the report: `python -m
+experiments.tables`.
 
 Replaces the old `--plan NAME` mode: those results stay under results/<plan>/ as produced by
 older code (results/README.md).
@@ -54,7 +55,10 @@ class Cell:
 
     @property
     def done(self) -> bool:
-        return (self.workdir / "final_metrics.json").exists()
+        # the engine writes predictions.json after final_metrics.json: a cell stopped between
+        # the two is re-run, which resumes at its last step and writes both
+        return all((self.workdir / f).exists() for f in ("final_metrics.json",
+                                                         "predictions.json"))
 
     @property
     def started(self) -> bool:

@@ -12,6 +12,7 @@ from experiments import cli, glue, reproduce
 from experiments.tables import analysis, reproduction, trivial, write
 from experiments.tables import rows as rows_lib
 from tests.experiment_utils import SMALL, run_cli
+from tkd_jax.config import RunConfig
 from tkd_jax.errors import ConfigError
 
 ALL_TASKS = rows_lib.DEFAULT_TASKS + rows_lib.OPTIONAL_TASKS
@@ -27,7 +28,8 @@ def test_every_planned_command_builds_its_config():
         assert (args["--task"], args["--recipe"], args["--seed"]) == (
             c.task, c.row.recipe, str(c.seed))
         assert args["--workdir"] == f"results/runs/{c.task}/{c.row.name}/seed{c.seed}"
-        config = glue.build_config(c.row.recipe, args["--config"], overrides, seed=c.seed)
+        _, config = glue.parse(list(c.argv))  # raises on a bad key or value
+        RunConfig.from_config_dict(config, num_devices=1)  # and on a contradiction
         for key, value in overrides:
             node = config
             for part in key.split("."):
@@ -69,6 +71,7 @@ def test_plan_covers_the_issue_rows_and_pairs_seeds():
 def _finish(cell, seconds):
     cell.workdir.mkdir(parents=True, exist_ok=True)
     (cell.workdir / "final_metrics.json").write_text(json.dumps({"train_seconds": seconds}))
+    (cell.workdir / "predictions.json").write_text("{}")
 
 
 def test_status_estimates_from_measured_times(tmp_path):
@@ -79,6 +82,7 @@ def test_status_estimates_from_measured_times(tmp_path):
     _finish(by["mrpc", "teacher", 1], 500.0)
     _finish(by["mrpc", "tkd", 0], 100.0)
     by["rte", "tkd", 0].workdir.mkdir(parents=True)  # interrupted
+    (by["rte", "tkd", 0].workdir / "final_metrics.json").write_text("{}")  # no predictions yet
     seconds, unknown = reproduce.estimate_seconds(cells)
     # mrpc/tkd seed1: its row's median 100; mrpc/tnlp x2: the student family on mrpc, 100;
     # rte teacher x2: the teacher family scaled by train size, 400 * 2490 / 3668; rte
@@ -324,7 +328,7 @@ def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):
         manifest = {"argv": list(c.argv), "config_fingerprint": f"fp{c.seed}"}
         if c.row.name == "tkd":
             manifest["teacher"] = {"run_dir": str(c.teacher), "config_fingerprint": f"fp{c.seed}",
-                                   "step": steps, "checkpoint_sha256": "ab" * 32}
+                                   "step": steps, "params_sha256": f"{c.seed}" * 64}
         (c.workdir / "manifest.json").write_text(json.dumps(manifest))
     collected = analysis.collect(tmp_path)
     assert provenance.off_plan(collected, tmp_path) == []

@@ -2,7 +2,8 @@
 
 `kd` distils into the BiLSTM (eq 9, T = 1, alpha = 0.5); its twin runs the `lstm` recipe on the
 *same* bidirectional model, data and schedule with hard labels only, so the pair differs only
-in the teacher term. lr 1e-3 is `kd.py`'s / `lstm.py`'s default, fixed before any run.
+in the teacher term. lr 1e-3 is the kd and lstm recipes' default (tkd_jax/recipes.py), fixed
+before any run.
 
     python -m experiments.glue --task sst2 --recipe kd --config repro_bilstm \
         --workdir results/runs/sst2/kd/seed0 --seed 0 --teacher_run results/runs/sst2/teacher/seed0
@@ -10,7 +11,7 @@ in the teacher term. lr 1e-3 is `kd.py`'s / `lstm.py`'s default, fixed before an
         --workdir results/runs/sst2/bilstm/seed0 --seed 0
 """
 
-from experiments.configs import default
+from tkd_jax.defaults import default_config
 
 PER_TASK = {}
 
@@ -25,9 +26,8 @@ def override(c):
     c.distill.alpha = 0.5
     c.distill.temperature = 1.0
     c.distill.kind = "ce"
-    c.progress_bar = False
     return c
 
 
 def get_config():
-    return override(default.get_config())
+    return override(default_config())

@@ -13,7 +13,7 @@ variant was compared on dev; nothing here was selected on dev.
         --workdir results/runs/mrpc/tnlp/seed0 --seed 0
 """
 
-from experiments.configs import default
+from tkd_jax.defaults import default_config
 
 PER_TASK = {"sst2": {"num_epochs": 2}, "qnli": {"num_epochs": 1}, "qqp": {"num_epochs": 1},
             "mnli": {"num_epochs": 1}}
@@ -21,7 +21,7 @@ PER_TASK = {"sst2": {"num_epochs": 2}, "qnli": {"num_epochs": 1}, "qqp": {"num_e
 
 def override(c):
     c.model = "minilm_l3"
-    c.init_from_teacher_layers = "0,2,4"
+    c.init_from_teacher_layers = (0, 2, 4)
     c.init_teacher_source = "pretrained"
     c.learning_rate = 5e-5
     c.batch_size = 32
@@ -31,9 +31,8 @@ def override(c):
     c.distill.alpha = 0.5
     c.distill.temperature = 1.0
     c.distill.kind = "ce"
-    c.progress_bar = False
     return c
 
 
 def get_config():
-    return override(default.get_config())
+    return override(default_config())

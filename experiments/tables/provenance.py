@@ -6,7 +6,7 @@
   (a run made by hand, or by an older plan);
 * teacher provenance: a distilled student must name the same seed's teacher run, that run's
   config fingerprint and its final step (students learn from the final checkpoint), and the
-  sha256 of the teacher weights.
+  sha256 of the teacher weights -- the same for every student of that teacher.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def off_plan(cells, runs_dir) -> list[str]:
 
 def teacher_problems(cells) -> list[str]:
     """Distilled students whose teacher provenance does not match their teacher cell."""
-    out = []
+    out, weights = [], {}
     for (task, name), runs in cells.items():
         row = rows_lib.ROW_BY_NAME.get(name)
         if row is None or row.recipe not in ("tkd", "kd"):
@@ -80,8 +80,10 @@ def teacher_problems(cells) -> list[str]:
         for r in runs:
             got = (r.manifest or {}).get("teacher") or {}
             t = teachers.get(r.seed)
-            if not got.get("checkpoint_sha256"):
-                out.append(f"{r.path}: no teacher checkpoint sha256 in the manifest")
+            if not got.get("params_sha256"):
+                out.append(f"{r.path}: no sha256 of the teacher weights in the manifest")
+            else:
+                weights.setdefault((task, r.seed), set()).add(got["params_sha256"])
             if t is None:
                 out.append(f"{r.path}: teacher seed {r.seed} has no finished run")
                 continue
@@ -93,4 +95,8 @@ def teacher_problems(cells) -> list[str]:
             if got.get("step") != t.final.get("steps"):
                 out.append(f"{r.path}: teacher step {got.get('step')} is not the teacher's "
                            f"final step {t.final.get('steps')}")
+    for (task, seed), shas in sorted(weights.items()):
+        if len(shas) > 1:
+            out.append(f"{task} seed {seed}: students record {len(shas)} different teacher "
+                       "weights")
     return out
