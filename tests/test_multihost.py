@@ -167,3 +167,58 @@ def test_config_differences_name_changed_added_and_removed_keys():
     assert a == {"lr": "0.001", "model.layers": "2", "model.name": '"tiny"'}
     assert multihost.config_differences(a, b) == ["model.heads", "model.layers"]
     assert multihost.config_differences(a, dict(a)) == []
+
+
+# Orbax writes a checkpoint from every process together (each its own shards) and any process
+# layout reads it back: 2 processes x 4 devices (fsdp) -> 1 process x 8 (replicated, fsdp) and
+# back to 2 processes.
+CHECKPOINT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from tkd_jax.train import multihost
+    multihost.initialize(multihost.resolve_spec(), timeout_seconds=60)
+    import jax, jax.numpy as jnp
+    from jax.experimental import multihost_utils
+    from tkd_jax.train import sharding
+    from tkd_jax.train.checkpoint import Checkpointer
+    mode, layout, directory = sys.argv[1:4]
+    lay = sharding.Layout(layout, model_parallelism=1 if layout == "replicated" else 4)
+
+    def make():
+        w = jax.random.normal(jax.random.PRNGKey(0), (8, 16))
+        return {"w": w, "b": jnp.arange(16.0), "step": jnp.asarray(3, jnp.int32)}
+
+    ckpt = Checkpointer(directory, keep=1, async_save=False)
+    if mode == "save":
+        tree = lay.init(make)
+        print("SHARD", tree["w"].addressable_shards[0].data.shape)
+        ckpt.save(3, tree, {"written_by": jax.process_count()})
+    else:
+        tree, meta = ckpt.restore(lay.abstract(jax.eval_shape(make)))
+        full = {k: np.asarray(multihost_utils.process_allgather(v, tiled=True))
+                for k, v in tree.items()}
+        ref = jax.device_get(make())
+        same = all(np.array_equal(full[k], ref[k]) for k in ref)
+        print("RESTORED", same, tuple(tree["w"].sharding.spec), meta["written_by"])
+    ckpt.close()
+""")
+
+
+def _line(r, tag):
+    return next(x for x in r.stdout.splitlines() if x.startswith(tag))
+
+
+def test_checkpoints_move_between_process_layouts(tmp_path):
+    two = launch(CHECKPOINT, args=["save", "fsdp", tmp_path / "a"], timeout=120)
+    assert all(r.returncode == 0 for r in two), describe(two)
+    assert all(_line(r, "SHARD") == "SHARD (8, 4)" for r in two)  # w split 4-way
+    (one,) = launch(CHECKPOINT, num_processes=1, devices=8,
+                    args=["restore", "replicated", tmp_path / "a"], timeout=120)
+    assert one.returncode == 0, describe([one])
+    assert _line(one, "RESTORED") == "RESTORED True () 2"
+    (one,) = launch(CHECKPOINT, num_processes=1, devices=8,
+                    args=["save", "fsdp", tmp_path / "b"], timeout=120)
+    assert one.returncode == 0, describe([one])
+    two = launch(CHECKPOINT, args=["restore", "fsdp", tmp_path / "b"], timeout=120)
+    assert all(r.returncode == 0 for r in two), describe(two)
+    assert all(_line(r, "RESTORED") == "RESTORED True (None, 'model') 1" for r in two)
