@@ -67,12 +67,14 @@ def child_env(*, process_id: int, num_processes: int, port: int, devices: int,
 def launch(code: str, *, num_processes: int = 2, devices: int = 4, args=(),
            env: dict | None = None, per_process_env: list[dict] | None = None,
            timeout: float = 120.0, grace: float = 30.0,
-           port: int | None = None) -> list[Result]:
+           port: int | None = None, kill_when=None) -> list[Result]:
     """Run `python -c code *args` as process 0..N-1 of one job and wait for all of them.
 
     A child that is still running `timeout` seconds after launch, or `grace` seconds after a
     peer exited non-zero (it is then usually stuck in a collective), is killed with its whole
     process group. `per_process_env[i]` (a value of None unsets a variable) is applied last.
+    `kill_when()`, polled every 50 ms, kills every child the first time it returns True (a
+    simulated crash of the whole job, e.g. once a checkpoint exists).
     """
     port = free_port() if port is None else port
     logs = pathlib.Path(tempfile.mkdtemp(prefix="tkd_mp_"))
@@ -101,7 +103,7 @@ def launch(code: str, *, num_processes: int = 2, devices: int = 4, args=(),
                         first_failure = now
             late = now - start > timeout or (first_failure is not None
                                              and now - first_failure > grace)
-            if late:
+            if late or (kill_when is not None and len(ended) < num_processes and kill_when()):
                 for pid, p in enumerate(procs):
                     if pid not in ended:
                         _kill_group(p)
