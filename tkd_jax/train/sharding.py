@@ -140,9 +140,13 @@ class Layout:
                             is_leaf=lambda x: isinstance(x, P))
 
     def abstract(self, tree):
-        """ShapeDtypeStructs carrying this layout's shardings: an orbax restore target."""
-        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s),
-                            tree, self.shardings(tree))
+        """ShapeDtypeStructs carrying this layout's shardings: an orbax restore target (Python
+        scalars stay as they are, as orbax restores them)."""
+        def one(x, s):
+            if not hasattr(x, "dtype"):
+                return x
+            return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s)
+        return jax.tree.map(one, tree, self.shardings(tree))
 
     def init(self, fn, *args):
         """Run `fn(*args)` (e.g. model init + train state creation) under jit with this layout's
