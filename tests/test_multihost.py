@@ -222,3 +222,39 @@ def test_checkpoints_move_between_process_layouts(tmp_path):
     two = launch(CHECKPOINT, args=["restore", "fsdp", tmp_path / "b"], timeout=120)
     assert all(r.returncode == 0 for r in two), describe(two)
     assert all(_line(r, "RESTORED") == "RESTORED True (None, 'model') 1" for r in two)
+
+
+# The same mistakes through the command line (`python -m experiments.glue`): the checks run
+# before any data is read, so each case ends within seconds of the processes starting.
+CLI = textwrap.dedent("""
+    import os, runpy, sys
+    sys.argv = ["glue", *sys.argv[1:], *os.environ.get("EXTRA_ARGS", "").split()]
+    runpy.run_module("experiments.glue", run_name="__main__", alter_sys=True)
+""")
+
+
+def _cli_args(tmp_path, glue_dir):
+    return ["--task", "rte", "--recipe", "transformer", "--config.model=tiny",
+            "--data_dir", glue_dir, "--workdir", tmp_path / "run", "--config.batch_size=16",
+            "--config.eval_batch_size=16", "--config.compile_cache_dir="]
+
+
+@pytest.mark.parametrize("case", ["mismatch", "indivisible", "no_coordinator"])
+def test_bad_multihost_setups_through_the_cli(case, tmp_path, glue_dir):
+    args = _cli_args(tmp_path, glue_dir)
+    if case == "mismatch":
+        results = launch(CLI, args=args, timeout=120, per_process_env=[
+            {}, {"EXTRA_ARGS": "--config.learning_rate=0.01"}])
+        expected = [r"config differs between processes: learning_rate="]
+    elif case == "indivisible":
+        results = launch(CLI, args=[*args, "--config.batch_size=9"], timeout=120)
+        expected = [r"config.batch_size: 9 is not divisible by the 8 devices"]
+    else:
+        results = launch(CLI, args=args, num_processes=1, timeout=60, per_process_env=[
+            {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1", "TKD_DISTRIBUTED_TIMEOUT": "4"}])
+        expected = [r"coordinator 127\.0\.0\.1:\d+ did not answer within 4 s"]
+    for r in results:
+        line = _one_error_line(r)
+        assert any(re.search(e, line) for e in expected), line
+        assert r.seconds < 60, r.seconds
+    assert not (tmp_path / "run" / "manifest.json").exists()
