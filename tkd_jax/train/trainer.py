@@ -294,9 +294,9 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
         evaluate(result.state)  # resumed after the last eval: recompute the predictions
     out = _final_metrics(cfg, final, eval_splits, num_params, timing, result.step)
     if jax.process_index() == 0:
-        reporting.write_json(workdir / "final_metrics.json", out)
-        if evaluate.predictions:
+        if evaluate.predictions:  # first: a finished run is one whose final_metrics.json exists
             reporting.write_json(workdir / "predictions.json", evaluate.predictions)
+        reporting.write_json(workdir / "final_metrics.json", out)
     shown = {k: round(v, 4) for k, v in out["metrics"].items() if isinstance(v, float)}
     console.print(f"done: {eval_splits[0]} {shown}")
     console.print(f"outputs: {workdir}/final_metrics.json, metrics.jsonl, checkpoints/")
