@@ -54,10 +54,8 @@ def enable_compile_cache(directory: str) -> None:
 
 
 def make_parallel(cfg: RunConfig) -> parallel.DataParallel:
-    # param_layout / model_parallelism: read from the raw config until RunConfig types them.
-    dp = parallel.DataParallel(cfg.parallel, cfg.num_devices,
-                               param_layout=cfg.raw.get("param_layout", "replicated"),
-                               model_parallelism=int(cfg.raw.get("model_parallelism", 1)))
+    dp = parallel.DataParallel(cfg.parallel, cfg.num_devices, param_layout=cfg.param_layout,
+                               model_parallelism=cfg.model_parallelism)
     for key in ("batch_size", "eval_batch_size"):
         multihost.check_batch_divisible(getattr(cfg, key), f"config.{key}")
         dp.check_batch_size(getattr(cfg, key), f"config.{key}")
@@ -284,7 +282,8 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
         extra["argv"] = list(argv)
     result, final, timing = run_loop(
         cfg, workdir, dp=dp, model=model, params=params,
-        step_spec=steps.StepSpec(objective, fp16=cfg.fp16, axis_name=dp.axis_name),
+        step_spec=steps.StepSpec(objective, fp16=cfg.fp16, axis_name=dp.axis_name,
+                                 philox=dp.num_devices == 1),
         evaluate=evaluate, main_metric=main_metric, batcher=batcher,
         batch_transform=transform, frozen=frozen, hooks=hooks, console=console,
         manifest=dict(data_files=data.files, extra=extra))
