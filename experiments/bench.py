@@ -47,6 +47,7 @@ from tkd_jax.models import get_config  # noqa: E402
 from tkd_jax.models.registry import create_model  # noqa: E402
 from tkd_jax.train import optim, steps  # noqa: E402
 from tkd_jax.train import state as state_lib  # noqa: E402
+from tkd_jax.train.objectives import TaskObjective  # noqa: E402
 
 SHAPES = {"train": (32, 128), "infer": (64, 128), "latency": (1, 128)}
 
@@ -71,8 +72,9 @@ def ours_train(model_name: str, batch: int, seq: int, precision: str):
     tx, _ = optim.make_optimizer(learning_rate=1e-4, total_steps=1000, warmup_steps=100)
     box = [state_lib.create_train_state(apply_fn=model.apply, params={"model": params}, tx=tx,
                                         precision=precision, rng=jax.random.PRNGKey(0))]
-    spec = steps.StepSpec(regression=False, num_labels=2, fp16=precision == "fp16")
-    fn = jax.jit(lambda s, bt, r: steps.train_step(s, bt, r, spec=spec, model=model),
+    spec = steps.StepSpec(TaskObjective("bench", regression=False, num_labels=2),
+                          fp16=precision == "fp16")
+    fn = jax.jit(lambda s, bt, r: steps.train_step(s, bt, r, {}, spec=spec, model=model),
                  donate_argnums=0)
     key = jax.random.PRNGKey(1)
     t = time.perf_counter()

@@ -19,17 +19,18 @@ import json
 import os
 import sys
 
-from experiments.configs import teacher as teacher_config
 from tkd_jax import data as data_lib
 from tkd_jax.models import teacher as teacher_lib
+from tkd_jax.recipes import recipe_config
 
 
 def task_stats(task, *, data_dir, ratios, epochs, batch_size=32, eval_batch_size=128,
                max_len=128) -> dict:
-    config = teacher_config.get_config()
+    config = recipe_config("teacher")
     spec = data_lib.get_task(task)
     task_data = data_lib.load_task(spec.name, source="auto", data_dir=data_dir)
-    pcfg = data_lib.PreprocessConfig(**config.preprocess.to_dict(), seed=0)
+    pre = {**config.preprocess.to_dict(), "augment": ()}  # the teacher recipe augments nothing
+    pcfg = data_lib.PreprocessConfig(**pre, seed=0)
     tok = data_lib.load_wordpiece(teacher_lib.resolve_teacher(None))
     enc = {}
     for name in ("train", *spec.eval_splits):

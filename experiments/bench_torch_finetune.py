@@ -6,8 +6,9 @@ Needs the optional ``peer`` extra (``pip install -e ".[peer]"``: torch and trans
 package itself never imports torch). Same model files (the installed all-MiniLM-L6-v2 or
 ``--teacher``), same preprocessing and WordPiece ids as ``python -m experiments.glue --recipe
 teacher`` (the ids come from tkd_jax's own pipeline, so both frameworks see identical tokens),
-same hyperparameters as ``experiments/configs/teacher.py``: AdamW lr 5e-5, weight decay 0.01
-off biases and LayerNorm, betas (0.9, 0.999), eps 1e-8, global-norm clipping 1.0, batch 32,
+same hyperparameters as the ``teacher`` recipe (``tkd_jax.recipes``): AdamW lr 5e-5, weight
+decay 0.01 off biases and LayerNorm, betas (0.9, 0.999), eps 1e-8, global-norm clipping 1.0,
+batch 32,
 3 epochs, 10 % linear warmup then linear decay, dropout 0.1. Batches are shuffled per epoch
 and padded to their longest example (dynamic padding, as ``DataCollatorWithPadding``).
 ``torch.set_num_threads(--threads)`` (2 by default). Prints and writes wall and CPU seconds
@@ -28,9 +29,9 @@ import time
 
 import numpy as np
 
-from experiments.configs import teacher as teacher_config
 from tkd_jax import data as data_lib
 from tkd_jax.models import teacher as teacher_lib
+from tkd_jax.recipes import recipe_config
 
 
 def cpu_seconds() -> float:
@@ -41,7 +42,8 @@ def cpu_seconds() -> float:
 def encoded_splits(task: str, data_dir, teacher_dir, config, limit: int = 0):
     spec = data_lib.get_task(task)
     task_data = data_lib.load_task(spec.name, source=config.data_source, data_dir=data_dir)
-    pcfg = data_lib.PreprocessConfig(**config.preprocess.to_dict(), seed=config.seed)
+    pre = {**config.preprocess.to_dict(), "augment": ()}  # the teacher recipe augments nothing
+    pcfg = data_lib.PreprocessConfig(**pre, seed=config.seed)
     tok = data_lib.load_wordpiece(teacher_dir)
     out = {}
     for name in ("train", *spec.eval_splits):
@@ -83,7 +85,7 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    config = teacher_config.get_config()
+    config = recipe_config("teacher")
     t_start, c_start = time.perf_counter(), cpu_seconds()
     teacher_dir = teacher_lib.resolve_teacher(args.teacher)
     spec, enc = encoded_splits(args.task, args.data_dir, teacher_dir, config,
