@@ -1,0 +1,80 @@
+"""A finished training run as compression input: its model, parameters and GLUE data.
+
+``load_run`` is the one place that calls the training engine's run loader, so the import
+can move with the engine (``experiments.runs`` today, ``tkd_jax.train.runs`` after the
+engine redesign) in one line. Data is re-read with the run's own config (manifest.json) and
+tokenizer, so dev examples are encoded exactly as the run saw them.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+
+from tkd_jax import data as data_lib
+from tkd_jax import metrics as metrics_lib
+from tkd_jax.errors import CheckpointError
+from tkd_jax.models.transformer import Transformer
+
+
+def load_run(run_dir):
+    """(Transformer module, params, model description) of a finished run (fp32)."""
+    from experiments import runs  # the engine's loader; moves to tkd_jax.train.runs
+
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "checkpoints").is_dir() or not any((run_dir / "checkpoints").iterdir()):
+        raise CheckpointError(f"{run_dir}: no checkpoint (expected the workdir of a finished "
+                              "run with checkpoints/)")
+    module, params, desc = runs.load_run(run_dir)
+    if not isinstance(module, Transformer):
+        raise CheckpointError(f"{run_dir}: model {desc.get('name')!r} is not a Transformer; "
+                              "compression supports Transformer runs (teacher, transformer, tkd)")
+    return module, params, desc
+
+
+def run_manifest(run_dir) -> dict:
+    path = pathlib.Path(run_dir) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read run manifest ({type(e).__name__})") from None
+
+
+def load_run_data(run_dir, *, data_dir: str | None = None):
+    """(task spec, encoded splits {"train", dev...}, run config) as the run encoded them."""
+    from experiments import train  # the engine's data wiring; moves with the redesign
+
+    manifest = run_manifest(run_dir)
+    config = ml_collections.ConfigDict(manifest["config"])
+    spec, _, _, _, _, encoded = train.load_data(config, task=manifest["task"],
+                                                data_dir=data_dir, teacher=None,
+                                                workdir=pathlib.Path(run_dir))
+    return spec, encoded, config
+
+
+def evaluate(apply, params, spec, encoded_split, *, batch_size: int = 128,
+             max_len: int = 128) -> dict:
+    """Dev metrics of ``apply(params, ids, mask, types) -> logits`` (already jitted or not)."""
+    preds, labels = [], []
+    for batch in data_lib.eval_batches(encoded_split, batch_size=batch_size,
+                                       buckets=data_lib.bucket_lengths(max_len)):
+        logits = np.asarray(jax.device_get(apply(params, batch["input_ids"],
+                                                 batch["attention_mask"],
+                                                 batch["token_type_ids"])))
+        keep = batch["weight"] > 0
+        preds.append(logits[keep])
+        labels.append(batch["label"][keep])
+    logits, labels = np.concatenate(preds), np.concatenate(labels)
+    if spec.is_regression:
+        m = metrics_lib.compute_regression_metrics(logits[:, 0], labels)
+    else:
+        k = spec.num_labels
+        confusion = np.zeros((k, k), np.int64)
+        np.add.at(confusion, (labels.astype(int), logits.argmax(-1)), 1)
+        m = metrics_lib.compute_classification_metrics(confusion, k)
+    m["glue_score"] = metrics_lib.glue_score(spec.name, m)
+    return m
