@@ -9,6 +9,8 @@ from tkd_jax.compress import int8, runtime, storage
 from tkd_jax.errors import ConfigError
 from tkd_jax.models.transformer import Transformer, get_config
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # qwix on flax 0.12
+
 
 @pytest.fixture(scope="module")
 def tiny():
@@ -133,3 +135,41 @@ def test_load_rejects_a_foreign_file(tmp_path):
         storage.load(tmp_path / "x")
     with pytest.raises(CheckpointError, match="cannot read"):
         storage.load(tmp_path / "missing")
+
+
+def test_qat_module_trains_through_int8_and_matches_ptq(tiny):
+    import optax
+
+    from tkd_jax.compress import qat
+    from tkd_jax.train import steps
+
+    module, params, (ids, mask, types) = tiny
+    qm = qat.qat_module(module, "int8")
+    init = qm.init(jax.random.PRNGKey(0), ids, mask, types)["params"]
+    assert jax.tree.structure(init) == jax.tree.structure(params)  # plain float params
+    ref = np.asarray(module.apply({"params": params}, ids, mask, types).logits)
+    qat_logits = np.asarray(qm.apply({"params": params}, ids, mask, types).logits)
+    apply, qp = runtime.make_runtime("int8_dynamic", module, params)
+    ptq_logits = np.asarray(apply(qp, ids, mask, types))
+    assert not np.array_equal(qat_logits, ref)
+    # QAT's forward is the deployed int8 computation, much closer to it than to fp32.
+    assert np.abs(qat_logits - ptq_logits).max() < 0.2 * np.abs(qat_logits - ref).max()
+    # One distillation step of the QAT student from the fp32 teacher lowers the loss.
+    batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
+             "label": np.array([0, 1, 2, 0], np.int32), "weight": np.ones(4, np.float32)}
+    spec = steps.StepSpec(regression=False, num_labels=3,
+                          distill=steps.DistillSpec(online=True, alpha=0.5))
+    from tkd_jax.train.state import create_train_state
+
+    state = create_train_state(apply_fn=None, params={"model": jax.tree.map(jnp.asarray, params)},
+                               tx=optax.sgd(0.05), precision="fp32",
+                               rng=jax.random.PRNGKey(0))
+    step = jax.jit(lambda s, b: steps.train_step(s, b, jax.random.PRNGKey(1), (params,),
+                                                 spec=spec, model=qm, teachers=(module,)))
+    losses_seen = []
+    for _ in range(3):
+        state, m = step(state, batch)
+        losses_seen.append(float(m["loss"]))
+    assert losses_seen[-1] < losses_seen[0]
+    with pytest.raises(ConfigError, match="config.qat='int4'"):
+        qat.qat_module(module, "int4")
