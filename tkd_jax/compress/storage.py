@@ -74,8 +74,13 @@ def save(path, config: TransformerConfig, params, *, encoding, meta: dict | None
         kinds[name] = encoding(key, w)
         shapes[name] = list(w.shape)
         tensors.update(_encode(name, w, kinds[name], percentile))
+    stored = {}
+    for name in kinds:
+        parts = [v for k, v in tensors.items() if k == name or k.startswith(name + ".")]
+        stored[name] = int(sum(np.asarray(v).nbytes for v in parts))
     header = {"format": FORMAT, "transformer_config": json.dumps(config_to_dict(config)),
               "encodings": json.dumps(kinds), "shapes": json.dumps(shapes),
+              "stored_bytes": json.dumps(stored),
               "meta": json.dumps(meta or {})}
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +121,12 @@ def load(path) -> tuple[TransformerConfig, dict, dict]:
         raise CheckpointError(f"{path}: cannot read compressed model ({e})") from None
     cfg = config_from_dict(json.loads(header["transformer_config"]))
     return cfg, traverse_util.unflatten_dict(flat), json.loads(header["meta"])
+
+
+def stored_bytes(path) -> dict[str, int]:
+    """{tensor name: bytes of its stored arrays} of a file written by :func:`save`."""
+    with safetensors.safe_open(str(path), framework="flax") as f:
+        return json.loads((f.metadata() or {})["stored_bytes"])
 
 
 def dense_bytes(params, bytes_per_value: int = 4) -> int:
