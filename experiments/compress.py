@@ -27,6 +27,7 @@ import numpy as np
 from experiments import cli
 from tkd_jax.compress import magnitude, measure, methods, report, run_io, runtime, storage
 from tkd_jax.errors import ConfigError
+from tkd_jax.models.transformer import Transformer
 from tkd_jax.train import reporting
 
 DEFAULT_METHODS = ("fp32,bf16,int8_weight,int8_dynamic,magnitude_oneshot,magnitude,"
@@ -124,8 +125,6 @@ def main(argv: list[str]) -> int:
     models, fp32_kernel = {}, None
     for rec in records:  # everything below runs from the saved files
         cfg, loaded, _ = storage.load(workdir / f"{rec['method']}.safetensors")
-        from tkd_jax.models.transformer import Transformer
-
         apply, rparams = runtime.make_runtime(rec["runtime"], Transformer(cfg), loaded)
         apply = jax.jit(apply)
         rec["dev"] = run_io.evaluate(apply, rparams, spec, encoded[dev_split])
@@ -137,7 +136,6 @@ def main(argv: list[str]) -> int:
         print(f"{rec['method']}: dev {spec.main_metric} {rec['dev'][spec.main_metric]:.4f}, "
               f"file {rec['file_bytes']:,} B")
     if "fp32" not in models:
-        cfg, loaded = module.config, params
         models["fp32"] = runtime.make_runtime("fp32", module, params)
     base = next((r for r in records if r["method"] == "fp32"), None)
     base_bytes = base["file_bytes"] if base else storage.dense_bytes(params)

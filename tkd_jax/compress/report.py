@@ -11,11 +11,13 @@ def _mb(n: int) -> str:
 
 def markdown_table(rows: list[dict], *, metric: str, title: str) -> str:
     """One row per method: metric, file size (and ratio), params, latency b1 and b32."""
+    acc = metric != "accuracy" and all("accuracy" in r["dev"] for r in rows)
     lines = [f"# {title}", "",
-             f"| method | dev {metric} | Δ vs fp32 | file | × smaller | Dense kernels × smaller "
+             f"| method | dev {metric} | Δ vs fp32 |{' dev accuracy |' if acc else ''} "
+             "file | × smaller | Dense kernels × smaller "
              "| params | b1×128 median / p90 | × faster | b32×128 median / p90 | ex/s "
              "| × faster | cost |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|" + ("---|" if acc else "") + "---|---|---|---|---|---|---|---|---|---|"]
     base = next((r for r in rows if r["method"] == "fp32"), None)
     for r in rows:
         m = 100 * r["dev"][metric]
@@ -25,8 +27,9 @@ def markdown_table(rows: list[dict], *, metric: str, title: str) -> str:
             size += f" ({r['stored_nonzero_note']})"
         b1, b32 = r["latency_b1"], r["latency_b32"]
         cost = r.get("cost_seconds", 0.0)
+        accuracy = f" {100 * r['dev']['accuracy']:.2f} |" if acc else ""
         lines.append(
-            f"| {r['method']} | {m:.2f} | {delta} | {size} | {r['size_ratio']:.2f} | "
+            f"| {r['method']} | {m:.2f} | {delta} |{accuracy} {size} | {r['size_ratio']:.2f} | "
             f"{r['kernel_ratio']:.2f} | {r['num_params']:,} | "
             f"{b1['median_ms']:.2f} / {b1['p90_ms']:.2f} ms | {b1['speedup']:.2f} | "
             f"{b32['median_ms']:.0f} / {b32['p90_ms']:.0f} ms | "

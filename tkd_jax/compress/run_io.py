@@ -58,10 +58,14 @@ def load_run_data(run_dir, *, data_dir: str | None = None):
 
 def evaluate(apply, params, spec, encoded_split, *, batch_size: int = 128,
              max_len: int = 128) -> dict:
-    """Dev metrics of ``apply(params, ids, mask, types) -> logits`` (already jitted or not)."""
+    """Dev metrics of ``apply(params, ids, mask, types) -> logits`` (already jitted or not).
+
+    Every batch is padded to ``max_len`` (one compiled shape per model; padding is masked, so
+    the metrics equal those of length-bucketed batches).
+    """
     preds, labels = [], []
     for batch in data_lib.eval_batches(encoded_split, batch_size=batch_size,
-                                       buckets=data_lib.bucket_lengths(max_len)):
+                                       buckets=(max_len,)):
         logits = np.asarray(jax.device_get(apply(params, batch["input_ids"],
                                                  batch["attention_mask"],
                                                  batch["token_type_ids"])))
