@@ -169,3 +169,25 @@ def test_pruning_more_heads_than_exist_is_rejected(tiny):
                          [np.arange(64), np.arange(64)])
     with pytest.raises(ConfigError, match="layer_num_heads"):
         module.config.replace(layer_num_heads=(5, 1))
+
+
+def test_finetune_with_schedule_and_teacher_reaches_the_target(tiny):
+    from tkd_jax.compress import finetune
+    from tkd_jax.data.tokenization import EncodedSplit
+
+    module, params, _ = tiny
+    rng = np.random.default_rng(3)
+    ids = [np.concatenate([[2], rng.integers(5, 100, 10), [3]]).astype(np.int32)
+           for _ in range(32)]
+    enc = EncodedSplit(input_ids=ids, token_type_ids=[np.zeros(12, np.int32)] * 32,
+                       label=rng.integers(0, 2, 32).astype(np.int32),
+                       lengths=np.full(32, 12, np.int32),
+                       filler_ids=np.array([2, 3], np.int32),
+                       filler_type_ids=np.zeros(2, np.int32))
+    sched = {"final_sparsity": 0.5, "begin": 0, "end": 4, "frequency": 2, "scope": "layer"}
+    out, stats = finetune.finetune(module, params, enc, num_labels=2, teacher=(module, params),
+                                   epochs=2, batch_size=8, prune=sched, log=lambda s: None)
+    assert stats["steps"] == 8 and np.isfinite(stats["final_loss"])
+    assert jax.tree.structure(out) == jax.tree.structure(params)
+    for k, w in _prunable(out).items():  # per-layer scope: every kernel exactly half zero
+        assert int(np.sum(w == 0)) == int(np.floor(0.5 * w.size)), k
