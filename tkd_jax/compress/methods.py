@@ -40,7 +40,7 @@ class Context:
     head_fraction: float = 0.5
     ffn_fraction: float = 0.5
     percentile: float = 100.0
-    importance_examples: int = 1024
+    importance_examples: int = 512
     seed: int = 0
     log: Callable = print
     cache: dict = dataclasses.field(default_factory=dict)
@@ -136,7 +136,7 @@ def _structured(ctx: Context, finetune: bool) -> Product:
     batches = []
     n = min(ctx.importance_examples, len(ctx.encoded_train))
     batcher = data_lib.TrainBatcher(ctx.encoded_train, batch_size=ctx.batch_size,
-                                    seed=ctx.seed, buckets=data_lib.bucket_lengths(128))
+                                    seed=ctx.seed, buckets=(128,))  # one compiled shape
     for batch in batcher.epoch(0):
         if len(batches) * ctx.batch_size >= n:
             break
