@@ -105,6 +105,7 @@ def produce(ctx, args, method: str, workdir: pathlib.Path) -> dict:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    commit = reporting.git_commit()  # before this command writes into a tracked results dir
     run_dir = pathlib.Path(args.run)
     module, params, desc = run_io.load_run(run_dir)
     manifest = run_io.run_manifest(run_dir)
@@ -165,7 +166,7 @@ def main(argv: list[str]) -> int:
     (out / "table.md").write_text(table)
     reporting.write_json(out / "manifest.json", {
         "command": "python -m experiments.compress " + " ".join(argv),
-        "git_commit": reporting.git_commit(), "created_unix": time.time(),
+        "git_commit": commit, "created_unix": time.time(),
         "run": {"dir": str(run_dir), "task": spec.name, "recipe": manifest.get("recipe"),
                 "git_commit": manifest.get("git_commit"), "model": desc},
         "settings": {k: v for k, v in vars(args).items() if k not in ("methods",)},
