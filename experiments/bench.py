@@ -33,6 +33,7 @@ from tkd_jax.models import get_config  # noqa: E402
 from tkd_jax.models.registry import create_model  # noqa: E402
 from tkd_jax.train import optim, steps  # noqa: E402
 from tkd_jax.train import state as state_lib  # noqa: E402
+from tkd_jax.train.objectives import TaskObjective  # noqa: E402
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
@@ -77,8 +78,9 @@ def bench_train(model_name: str, batch: int, seq: int, steps_n: int, precision: 
     tx, _ = optim.make_optimizer(learning_rate=1e-4, total_steps=1000, warmup_steps=100)
     state = state_lib.create_train_state(apply_fn=model.apply, params={"model": params}, tx=tx,
                                          precision=precision, rng=jax.random.PRNGKey(0))
-    spec = steps.StepSpec(regression=False, num_labels=num_labels, fp16=precision == "fp16")
-    fn = jax.jit(lambda s, bt, r: steps.train_step(s, bt, r, spec=spec, model=model),
+    objective = TaskObjective("bench", regression=False, num_labels=num_labels)
+    spec = steps.StepSpec(objective, fp16=precision == "fp16")
+    fn = jax.jit(lambda s, bt, r: steps.train_step(s, bt, r, {}, spec=spec, model=model),
                  donate_argnums=0)
     key = jax.random.PRNGKey(1)
     compiled = fn.lower(state, b, key).compile()

@@ -67,6 +67,8 @@ def _coerce(key: str, old, value: str):
                 raise ConfigError(f"--config.{key}={value}: expected {name}") from None
     if isinstance(old, str):
         return value
+    if isinstance(old, tuple | list):  # a list key: comma-separated; the typed config parses it
+        return tuple(v.strip() for v in value.split(",") if v.strip())
     raise ConfigError(f"--config.{key}: cannot be set from the command line")
 
 
@@ -88,7 +90,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides) -> None:
 
 
 def load_config_module(name_or_path: str):
-    """A config module by name (`paper`, `tkd`, ...) or by path to a .py file."""
+    """A config variant module (`paper`, `smoke`, ...) by name or by path to a .py file; it
+    has ``override(config) -> config``."""
     path = pathlib.Path(name_or_path)
     if path.suffix == ".py":
         if not path.exists():

@@ -18,8 +18,9 @@ import time
 import jax
 import numpy as np
 
-from experiments import cli, runs
+from experiments import cli
 from tkd_jax.models import count_params
+from tkd_jax.train import runs
 
 
 def measure(run_dir, *, seq: int, repeats: int) -> dict:

@@ -5,7 +5,8 @@
 Every recipe (teacher on a small random HF-format teacher, transformer, tkd with cached and
 with online soft labels, kd, rnn, lstm, cnn, mlm) trains on a slice of real RTE (64 train /
 48 dev examples) through the command line, in a fresh scratch directory. The record is
-``final_metrics.json`` of each run without its timing keys. With ``--check`` the runs are
+``final_metrics.json`` of each run without its timing keys, plus the logged training losses
+(``train_loss``, from metrics.jsonl). With ``--check`` the runs are
 compared with the record: exit 0 when every recipe's metrics are bitwise identical, 1 otherwise
 (the differing recipes and keys are printed). This is how an engine change proves it left the
 computation alone.
@@ -74,6 +75,8 @@ def run_all(root: pathlib.Path, data_dir: str) -> dict[str, dict]:
             raise SystemExit(f"{name}: exit {proc.returncode}\n{proc.stderr[-2000:]}")
         metrics = json.loads((workdir / "final_metrics.json").read_text())
         out[name] = {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+        records = map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+        out[name]["train_loss"] = [r["loss"] for r in records if r["kind"] == "train"]
         print(f"{name}: {json.dumps(out[name]['metrics'], sort_keys=True)}", flush=True)
     return out
 

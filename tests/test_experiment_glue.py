@@ -72,14 +72,16 @@ def test_rerun_of_finished_run_resumes_and_changes_nothing(rte_run):
 
 RESUME_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from experiments import cli, glue, train
+    import tkd_jax
+    from experiments import cli
     argv, overrides = cli.split_overrides(sys.argv[1:])
-    config = glue.build_config("transformer", None, overrides, seed=0)
+    config = tkd_jax.recipe_config("transformer")
+    config.task, config.data_dir = "rte", argv[1]
+    cli.apply_overrides(config, overrides)
     def kill_after_ten(event, step, state):
         if event == "checkpoint" and step == 10:
             os.kill(os.getpid(), signal.SIGKILL)
-    train.train_and_evaluate(config, argv[0], task="rte", recipe="transformer",
-                             data_dir=argv[1], hooks=[kill_after_ten])
+    tkd_jax.train_and_evaluate(config, argv[0], hooks=[kill_after_ten])
 """)
 
 
@@ -97,7 +99,7 @@ def test_resume_after_sigkill_is_bitwise_identical(glue_dir, tmp_path):
     assert final_metrics(straight) == final_metrics(killed)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "examples_per_second"} for r in rs]
     assert strip(records(straight)) == strip(records(killed))
-    from experiments.runs import load_run_params
+    from tkd_jax.train.runs import load_run_params
 
     a, b = load_run_params(straight, step=20), load_run_params(killed, step=20)
     import jax

@@ -63,16 +63,14 @@ def test_soft_losses_match_numpy(temperature, kind, t2):
     s, t, _, w = _case(3)
     got = losses.distillation_loss(s, t, w, temperature=temperature, kind=kind, t2_scaling=t2)
     assert float(got) == pytest.approx(np_soft(s, t, w, temperature, kind, t2), rel=1e-5)
-    named = {"ce": losses.soft_cross_entropy, "kl": losses.kl_divergence}[kind]
-    assert float(named(s, t, w, temperature=temperature, t2_scaling=t2)) == float(got)
 
 
 def test_kl_is_ce_minus_teacher_entropy():
     s, t, _, w = _case(4)
     logp = np_log_softmax(t / 2.0)
     entropy = np_wmean(-(np.exp(logp) * logp).sum(-1), w)
-    ce = float(losses.soft_cross_entropy(s, t, w, temperature=2.0))
-    assert float(losses.kl_divergence(s, t, w, temperature=2.0)) == pytest.approx(
+    ce = float(losses.distillation_loss(s, t, w, temperature=2.0, kind="ce"))
+    assert float(losses.distillation_loss(s, t, w, temperature=2.0, kind="kl")) == pytest.approx(
         ce - entropy, abs=1e-5)
 
 
@@ -80,42 +78,11 @@ def test_kl_is_ce_minus_teacher_entropy():
 @pytest.mark.parametrize("t2", [False, True])
 def test_kl_is_zero_when_student_equals_teacher(temperature, t2):
     _, t, _, w = _case(5)
-    kl = losses.kl_divergence(t, t, w, temperature=temperature, t2_scaling=t2)
+    kl = losses.distillation_loss(t, t, w, temperature=temperature, kind="kl", t2_scaling=t2)
     assert abs(float(kl)) <= 1e-6
     multi = losses.multi_teacher_loss(t, [t, t], w, teacher_weights=(0.3, 0.7), kind="kl",
                                       temperature=temperature)
     assert abs(float(multi)) <= 1e-6
-
-
-@pytest.mark.parametrize("t2", [False, True])
-def test_kd_total_mixes_hard_and_soft(t2):
-    s, t, y, w = _case(6)
-    hard = np_wmean(-np_log_softmax(s)[np.arange(B), y], w)
-    soft = np_soft(s, t, w, 2.0, "kl", t2)
-    loss, parts = losses.kd_total(s, t, y, w, alpha=0.3, temperature=2.0, kind="kl",
-                                  t2_scaling=t2)
-    assert float(parts["hard"]) == pytest.approx(hard, rel=1e-6)
-    assert float(parts["soft"]) == pytest.approx(soft, rel=1e-5)
-    assert float(loss) == pytest.approx(0.7 * hard + 0.3 * soft, rel=1e-5)
-    # alpha = 0 is exactly the plain cross-entropy; alpha = 1 exactly the soft loss
-    only_hard, _ = losses.kd_total(s, t, y, w, alpha=0.0)
-    assert float(only_hard) == float(losses.cross_entropy(s, y, w))
-    only_soft, _ = losses.kd_total(s, t, y, w, alpha=1.0, temperature=2.0, kind="kl")
-    assert float(only_soft) == float(losses.kl_divergence(s, t, w, temperature=2.0))
-    default, _ = losses.kd_total(s, t, y, w)  # paper defaults: alpha 0.5, T 1, eq 9 CE
-    assert float(default) == pytest.approx(
-        0.5 * hard + 0.5 * np_soft(s, t, w, 1.0, "ce", False), rel=1e-5)
-
-
-def test_kd_total_regression_is_mse_to_labels_and_teacher():
-    rng = np.random.default_rng(7)
-    x, teacher, y = (rng.uniform(0, 5, (B, 1)).astype(np.float32) for _ in range(3))
-    w = np.ones(B, np.float32)
-    loss, parts = losses.kd_total(x, teacher, y[:, 0], w, alpha=0.5, regression=True)
-    hard, soft = np.mean((x - y) ** 2), np.mean((x - teacher) ** 2)
-    assert float(parts["hard"]) == pytest.approx(hard, rel=1e-6)
-    assert float(parts["soft"]) == pytest.approx(soft, rel=1e-6)
-    assert float(loss) == pytest.approx(0.5 * hard + 0.5 * soft, rel=1e-6)
 
 
 def test_multi_teacher_matches_numpy():
@@ -124,9 +91,6 @@ def test_multi_teacher_matches_numpy():
     tw, temperature = (1.0, 3.0), 2.0
     probs = (tw[0] * np.exp(np_log_softmax(t1 / temperature))
              + tw[1] * np.exp(np_log_softmax(t2 / temperature))) / sum(tw)
-    got = losses.multi_teacher_soft_labels([t1, t2], tw, temperature)
-    np.testing.assert_allclose(np.asarray(got), probs, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(np.asarray(got).sum(-1), 1.0, rtol=1e-6)
     ref = np_wmean(-(probs * np_log_softmax(s / temperature)).sum(-1), w)
     loss = losses.multi_teacher_loss(s, [t1, t2], w, teacher_weights=tw, temperature=temperature)
     assert float(loss) == pytest.approx(ref, rel=1e-5)
@@ -136,13 +100,6 @@ def test_multi_teacher_matches_numpy():
     dropped = losses.multi_teacher_loss(s, [t1, t2], w, teacher_weights=(1.0, 0.0),
                                         temperature=temperature)
     assert float(dropped) == pytest.approx(float(single), rel=1e-6)
-
-
-def test_agreement_is_a_weighted_sum():
-    s, t, _, w = _case(10)
-    ref = float((w * (s.argmax(-1) == t.argmax(-1))).sum())
-    assert float(losses.agreement(s, t, w)) == ref
-    assert float(losses.agreement(t, t)) == B
 
 
 def np_feature(s, t, mask, kind, projection=None):
@@ -247,12 +204,9 @@ def test_no_gradient_reaches_the_teacher():
     a_s, a_t = _attention_case(18, 2, 2, ATT_MASK)
     wrt_teacher = {
         "ce": lambda t_: losses.distillation_loss(s, t_, w, temperature=2.0),
-        "kl_t2": lambda t_: losses.kl_divergence(s, t_, w, temperature=4.0, t2_scaling=True),
-        "kd_total": lambda t_: losses.kd_total(s, t_, y, w)[0],
-        "kd_regression": lambda t_: losses.kd_total(s[:, 0], t_[:, 0], s[:, 1], w,
-                                                    regression=True)[0],
+        "kl_t2": lambda t_: losses.distillation_loss(s, t_, w, temperature=4.0, kind="kl",
+                                                     t2_scaling=True),
         "multi": lambda t_: losses.multi_teacher_loss(s, [t_, 2.0 * t_], w, kind="kl"),
-        "soft_labels": lambda t_: jnp.sum(losses.multi_teacher_soft_labels([t_])[:, 0]),
     }
     for name, fn in wrt_teacher.items():
         grad = np.asarray(jax.grad(fn)(jnp.asarray(t)))
@@ -295,12 +249,10 @@ def test_weight_zero_rows_do_not_affect_losses():
     pairs = {
         "ce": (losses.cross_entropy(s, y), losses.cross_entropy(pad_s, pad_y, w)),
         "mse": (losses.mse(s, t), losses.mse(pad_s, pad_t, w)),
-        "kl": (losses.kl_divergence(s, t, temperature=2.0),
-               losses.kl_divergence(pad_s, pad_t, w, temperature=2.0)),
-        "kd": (losses.kd_total(s, t, y)[0], losses.kd_total(pad_s, pad_t, pad_y, w)[0]),
+        "kl": (losses.distillation_loss(s, t, temperature=2.0, kind="kl"),
+               losses.distillation_loss(pad_s, pad_t, w, temperature=2.0, kind="kl")),
         "multi": (losses.multi_teacher_loss(s, [t, s]),
                   losses.multi_teacher_loss(pad_s, [pad_t, pad_s], w)),
-        "agree": (losses.agreement(s, t), losses.agreement(pad_s, pad_t, w)),
     }
     for name, (plain, padded) in pairs.items():
         assert float(padded) == pytest.approx(float(plain), rel=1e-6), name
@@ -333,8 +285,8 @@ def test_masked_positions_do_not_affect_attention_loss(kind):
 
 def test_losses_jit_and_accept_bf16():
     s, t, y, w = _case(26)
-    eager = losses.kd_total(s, t, y, w, temperature=2.0, kind="kl")[0]
-    jitted = jax.jit(lambda a, b: losses.kd_total(a, b, y, w, temperature=2.0, kind="kl")[0])
+    eager = losses.distillation_loss(s, t, w, temperature=2.0, kind="kl")
+    jitted = jax.jit(lambda a, b: losses.distillation_loss(a, b, w, temperature=2.0, kind="kl"))
     assert float(jitted(s, t)) == pytest.approx(float(eager), rel=1e-6)
     low = losses.cross_entropy(jnp.asarray(s, jnp.bfloat16), y, w)
     assert low.dtype == jnp.float32
@@ -361,19 +313,14 @@ def test_bad_configuration_raises_one_line_config_errors():
     bad = [
         lambda: losses.distillation_loss(s, t, w, kind="js"),
         lambda: losses.distillation_loss(s, t, w, temperature=0.0),
-        lambda: losses.kd_total(s, t, y, w, alpha=1.5),
         lambda: losses.multi_teacher_loss(s, [t, t], w, teacher_weights=(1.0,)),
         lambda: losses.multi_teacher_loss(s, [t, t], w, teacher_weights=(1.0, -1.0)),
         lambda: losses.feature_loss(s[:, None], t[:, None], np.ones((B, 1)), kind="l1"),
         lambda: losses.attention_loss(s, t, w, kind="js"),
         lambda: losses.layer_mapping(0, 6),
         lambda: losses.layer_pairs(2, 6, target="keys"),
-        lambda: losses.get_loss("hinge"),
     ]
     for fn in bad:
         with pytest.raises(ConfigError) as err:
             fn()
         assert "\n" not in str(err.value)
-    assert losses.get_loss("kd_total") is losses.kd_total
-    assert set(losses.LOSSES) >= {"cross_entropy", "mse", "distillation", "kl_divergence",
-                                  "soft_cross_entropy", "multi_teacher", "feature", "attention"}

@@ -10,9 +10,11 @@ from scipy.special import logsumexp
 from tokenizers import Tokenizer, models
 
 from tkd_jax.errors import ConfigError, DataError
+from tkd_jax.metrics import add_stats
 from tkd_jax.models import TransformerForMaskedLM, get_config
-from tkd_jax.train import mlm, optim
+from tkd_jax.train import mlm, optim, steps
 from tkd_jax.train import state as state_lib
+from tkd_jax.train.objectives import MLMObjective
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIAL = (PAD, UNK, CLS, SEP, MASK)
@@ -168,8 +170,9 @@ def _compiled(spec=SPEC, precision="fp32"):
             apply_fn=model.apply, params={"model": params}, tx=tx, precision=precision,
             rng=jax.random.PRNGKey(0), loss_scale=loss_scale)
 
-    step = jax.jit(functools.partial(mlm.mlm_train_step, spec=spec, model=model))
-    ev = jax.jit(functools.partial(mlm.mlm_eval_step, spec=spec, model=model))
+    step_spec = steps.StepSpec(MLMObjective(spec), fp16=precision == "fp16")
+    step = jax.jit(functools.partial(steps.train_step, frozen={}, spec=step_spec, model=model))
+    ev = jax.jit(functools.partial(steps.eval_step, spec=step_spec, model=model))
     return model, new_state, step, ev
 
 
@@ -224,10 +227,10 @@ def test_mlm_training_reduces_loss_and_eval_adds_up():
     _, state, step = _setup()
     ev = _compiled(SPEC)[3]
     held = _corpus_batch(1000)
-    before = mlm.finalize_mlm(mlm.add_mlm_stats(None, ev(state.params, held)))
+    before = mlm.finalize_mlm(add_stats(None, ev(state.params, held)))
     for i in range(100):
         state, m = step(state, _corpus_batch(i), jax.random.PRNGKey(0))
-    after = mlm.finalize_mlm(mlm.add_mlm_stats(None, ev(state.params, held)))
+    after = mlm.finalize_mlm(add_stats(None, ev(state.params, held)))
     assert before["mlm_loss"] > 3.0  # ~log(32) at initialisation
     assert after["mlm_loss"] < 0.35 * before["mlm_loss"] and after["mlm_accuracy"] > 0.8
     np.testing.assert_allclose(after["perplexity"], np.exp(after["mlm_loss"]), rtol=1e-12)
@@ -235,13 +238,13 @@ def test_mlm_training_reduces_loss_and_eval_adds_up():
     # Eval is deterministic, and split (and padded) batches add up to the whole batch.
     whole = jax.device_get(ev(state.params, held))
     again = jax.device_get(ev(state.params, held))
-    assert all(np.array_equal(whole[k], again[k]) for k in mlm.STAT_KEYS)
+    assert all(np.array_equal(whole[k], again[k]) for k in ("loss_sum", "correct", "count"))
     total = None
     for rows in (slice(0, 20), slice(20, 32)):  # each padded back to 32 rows (no recompile)
         part = {k: np.concatenate([v[rows], np.zeros_like(v[rows.stop - rows.start:])])
                 for k, v in held.items()}
         part["index"][rows.stop - rows.start:] = -1
-        total = mlm.add_mlm_stats(total, ev(state.params, part))
+        total = add_stats(total, ev(state.params, part))
     assert int(total["count"]) == int(whole["count"]) > 20
     assert int(total["correct"]) == int(whole["correct"])
     np.testing.assert_allclose(total["loss_sum"], float(whole["loss_sum"]), rtol=1e-5)
@@ -252,9 +255,9 @@ def test_psum_over_replicas_equals_the_whole_batch():
     model, state, step = _setup()
     b = _corpus_batch(7)
     whole_state, whole = step(state, b, jax.random.PRNGKey(2))
-    spec = mlm.MLMSpec(**{**SPEC.__dict__, "axis_name": "dp"})
+    spec = steps.StepSpec(MLMObjective(SPEC), axis_name="dp")
     sharded = {k: v.reshape(4, -1, *v.shape[1:]) for k, v in b.items()}
-    fn = jax.vmap(functools.partial(mlm.mlm_train_step, spec=spec, model=model),
+    fn = jax.vmap(functools.partial(steps.train_step, frozen={}, spec=spec, model=model),
                   in_axes=(None, 0, None), axis_name="dp")
     rep_state, rep = jax.jit(fn)(state, sharded, jax.random.PRNGKey(2))
     for k in ("loss", "mlm_accuracy", "masked_tokens", "examples", "grad_norm"):
@@ -264,8 +267,7 @@ def test_psum_over_replicas_equals_the_whole_batch():
 
 
 def test_fp16_overflow_step_is_skipped():
-    spec = mlm.MLMSpec(**{**SPEC.__dict__, "fp16": True})
-    _, state, step = _setup(spec, precision="fp16", loss_scale=3e38)
+    _, state, step = _setup(SPEC, precision="fp16", loss_scale=3e38)
     new, m = step(state, _corpus_batch(0), jax.random.PRNGKey(0))
     assert not bool(m["finite"])
     assert float(new.dynamic_scale.scale) == pytest.approx(1.5e38)

@@ -15,14 +15,16 @@ from tests.experiment_utils import SMALL, final_metrics, records, run_python
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
-    from experiments import cli, glue, train
+    import tkd_jax
+    from experiments import cli
     workdir, data_dir, mode, ndev = sys.argv[1:5]
     assert jax.device_count() == 8, jax.devices()
     _, overrides = cli.split_overrides(sys.argv[5:])
-    config = glue.build_config("transformer", None, overrides, seed=0)
+    config = tkd_jax.recipe_config("transformer")
+    config.task, config.data_dir = "rte", data_dir
+    cli.apply_overrides(config, overrides)
     config.parallel, config.num_devices = mode, int(ndev)
-    train.train_and_evaluate(config, workdir, task="rte", recipe="transformer",
-                             data_dir=data_dir)
+    tkd_jax.train_and_evaluate(config, workdir)
 """)
 # Generous collective timeouts: 8 fake devices share 2 cores, so on a loaded machine a replica
 # can reach an all-reduce long after the others (the default aborts the process).

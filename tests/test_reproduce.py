@@ -5,6 +5,7 @@ import json
 import pytest
 
 from experiments import cli, glue, reproduce
+from tkd_jax.config import RunConfig
 
 
 @pytest.mark.parametrize("plan", sorted(reproduce.PLANS))
@@ -14,7 +15,8 @@ def test_every_plan_entry_builds_its_config(plan):
     for name, task, recipe, extra in reproduce.PLANS[plan]:
         cmd = reproduce._command(task, recipe, "W", extra, "runs/" + plan, seed=0)
         rest, overrides = cli.split_overrides(cmd[3:])
-        config = glue.build_config(recipe, None, overrides, seed=0)  # raises on a bad key/value
+        _, config = glue.parse(cmd[3:])  # raises on a bad key/value
+        RunConfig.from_config_dict(config, num_devices=1)  # and on a contradiction
         for key, value in dict(overrides).items():  # the last occurrence of a key wins
             node = config
             for part in key.split("."):

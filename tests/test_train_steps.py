@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tkd_jax import losses
 from tkd_jax.models import create_model
 from tkd_jax.train import optim, steps
 from tkd_jax.train import state as state_lib
+from tkd_jax.train.objectives import DistillSpec, TaskObjective
 
 VOCAB, LEN, BATCH = 64, 12, 16
 
@@ -28,6 +28,10 @@ def _batch(seed=0, n=BATCH):
             "index": np.arange(n, dtype=np.int32)}
 
 
+def _spec(distill=None, fp16=False):
+    return steps.StepSpec(TaskObjective("rte", False, 2, distill=distill), fp16=fp16)
+
+
 def _setup(precision="fp32", loss_scale=2.0**15, lr=3e-3, distill=None):
     model = create_model("tiny", num_labels=2, vocab_size=VOCAB, dropout_rate=0.0,
                          attention_dropout_rate=0.0, dtype=state_lib.compute_dtype(precision))
@@ -37,9 +41,9 @@ def _setup(precision="fp32", loss_scale=2.0**15, lr=3e-3, distill=None):
     state = state_lib.create_train_state(apply_fn=model.apply, params={"model": params}, tx=tx,
                                          precision=precision, rng=jax.random.PRNGKey(0),
                                          loss_scale=loss_scale)
-    spec = steps.StepSpec(regression=False, num_labels=2, fp16=precision == "fp16",
-                          distill=distill)
-    step = jax.jit(functools.partial(steps.train_step, spec=spec, model=model))
+    step = jax.jit(functools.partial(steps.train_step, frozen={},
+                                     spec=_spec(distill, fp16=precision == "fp16"),
+                                     model=model))
     return model, state, step
 
 
@@ -93,7 +97,7 @@ def test_train_step_does_not_retrace():
     tx, _ = optim.make_optimizer(learning_rate=1e-3, total_steps=10)
     state = state_lib.create_train_state(apply_fn=model.apply, params={"model": params}, tx=tx,
                                          precision="fp32", rng=jax.random.PRNGKey(0))
-    spec = steps.StepSpec(regression=False, num_labels=2)
+    spec = _spec()
 
     def counted(*a, **k):
         traces.append(1)
@@ -101,7 +105,7 @@ def test_train_step_does_not_retrace():
 
     fn = jax.jit(functools.partial(counted, spec=spec, model=model), donate_argnums=0)
     for i in range(3):
-        state, _ = fn(state, _batch(i), jax.random.PRNGKey(0))
+        state, _ = fn(state, _batch(i), jax.random.PRNGKey(0), {})
     assert len(traces) == 1
 
 
@@ -112,27 +116,28 @@ def test_cached_and_online_teacher_give_the_same_loss():
     t_params = teacher.init(jax.random.key(7), b["input_ids"], b["attention_mask"])["params"]
     t_logits = steps.predict_logits(t_params, b, model=teacher)
     cached_b = {**b, "teacher_logits": np.asarray(t_logits)[:, None]}
-    d_cached = steps.DistillSpec(online=False)
-    d_online = steps.DistillSpec(online=True)
+    d_cached = DistillSpec()
+    d_online = DistillSpec(teachers=(teacher,))
     _, s1, step_c = _setup(distill=d_cached)
     model, s2, _ = _setup(distill=d_online)
-    spec = steps.StepSpec(regression=False, num_labels=2, distill=d_online)
-    step_o = jax.jit(functools.partial(steps.train_step, spec=spec, model=model,
-                                       teachers=(teacher,)))
+    step_o = jax.jit(functools.partial(steps.train_step, spec=_spec(d_online), model=model))
     _, m1 = step_c(s1, cached_b, jax.random.PRNGKey(0))
-    _, m2 = step_o(s2, b, jax.random.PRNGKey(0), (t_params,))
+    _, m2 = step_o(s2, b, jax.random.PRNGKey(0), {"teachers": (t_params,)})
     np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), rtol=1e-6)
-    # and the loss is the paper's (1 - a) CE + a KD on the student's logits
+    # and the loss is the paper's (1 - a) CE + a KD (eq 9) on the student's logits, here in
+    # NumPy: CE to the labels and CE to softmax(teacher) at T = 1
     out = model.apply({"params": s1.params["model"]}, b["input_ids"], b["attention_mask"],
                       b["token_type_ids"])
-    ref, _ = losses.kd_total(out.logits, t_logits, b["label"], b["weight"], alpha=0.5)
-    np.testing.assert_allclose(float(m1["loss"]), float(ref), rtol=1e-5)
+    logp = np.asarray(jax.nn.log_softmax(out.logits.astype(jnp.float32)), np.float64)
+    p_t = np.asarray(jax.nn.softmax(t_logits), np.float64)
+    hard = -logp[np.arange(len(logp)), b["label"]].mean()
+    soft = -(p_t * logp).sum(-1).mean()
+    np.testing.assert_allclose(float(m1["loss"]), 0.5 * hard + 0.5 * soft, rtol=1e-5)
 
 
 def test_eval_step_sums_add_up_across_batch_splits():
     model, state, _ = _setup()
-    spec = steps.StepSpec(regression=False, num_labels=2)
-    ev = jax.jit(functools.partial(steps.eval_step, spec=spec, model=model))
+    ev = jax.jit(functools.partial(steps.eval_step, spec=_spec(), model=model))
     whole = _batch(5, 16)
     full = jax.device_get(ev(state.params, whole))
     parts = [{k: v[:10] for k, v in whole.items()}, {k: v[10:] for k, v in whole.items()}]

@@ -13,8 +13,9 @@ Soft-label losses at temperature T, with ``p = softmax(teacher / T)`` and
 * ``t2_scaling=True`` multiplies either by T**2 (Hinton et al.) so the gradient w.r.t. the
   student logits, which otherwise shrinks like 1/T**2, stays comparable across temperatures.
 
-Dispatch by name: :data:`LOSSES` (whole losses), :data:`SOFT_KINDS`, :data:`FEATURE_KINDS`,
-:data:`ATTENTION_KINDS`.
+Dispatch by name: :data:`SOFT_KINDS`, :data:`FEATURE_KINDS`, :data:`ATTENTION_KINDS`. The
+train step combines them (``(1 - alpha) hard + alpha soft``, plus feature/attention terms) in
+:class:`tkd_jax.train.objectives.TaskObjective`.
 """
 
 from __future__ import annotations
@@ -125,46 +126,6 @@ def distillation_loss(student_logits, teacher_logits, weights=None, *, temperatu
     return _soft_from_logp(student_logits, target_logp, weights, temperature, kind, t2_scaling)
 
 
-def soft_cross_entropy(student_logits, teacher_logits, weights=None, *, temperature=1.0,
-                       t2_scaling: bool = False) -> jax.Array:
-    """Eq 9: CE between ``softmax(teacher / T)`` and ``log_softmax(student / T)``, batch mean."""
-    return distillation_loss(student_logits, teacher_logits, weights, temperature=temperature,
-                             kind="ce", t2_scaling=t2_scaling)
-
-
-def kl_divergence(student_logits, teacher_logits, weights=None, *, temperature=1.0,
-                  t2_scaling: bool = False) -> jax.Array:
-    """KL(teacher_T || student_T) = soft CE - H(teacher_T); exactly 0 when the logits match."""
-    return distillation_loss(student_logits, teacher_logits, weights, temperature=temperature,
-                             kind="kl", t2_scaling=t2_scaling)
-
-
-def kd_total(student_logits, teacher_logits, labels, weights=None, *, alpha=0.5,
-             temperature=1.0, kind: str = "ce", t2_scaling: bool = False,
-             regression: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``(1 - alpha) * hard + alpha * soft`` (paper defaults alpha = 0.5, T = 1).
-
-    Classification: hard = :func:`cross_entropy` on ``labels``, soft =
-    :func:`distillation_loss` (``kind``, ``temperature``, ``t2_scaling``), logits ``[B, C]``.
-    Regression (STS-B, ``regression=True``): scores ``[B]`` or ``[B, 1]``; hard = MSE to the
-    labels, soft = MSE to the teacher's score (temperature and kind do not apply).
-
-    Returns ``(loss, {"hard": hard, "soft": soft})``.
-    """
-    if isinstance(alpha, numbers.Real) and not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"distill.alpha={alpha}: expected a number in [0, 1]")
-    if regression:
-        squeeze = lambda x: _f32(x).reshape(_f32(x).shape[0])
-        student = squeeze(student_logits)
-        hard = mse(student, squeeze(labels), weights)
-        soft = mse(student, jax.lax.stop_gradient(squeeze(teacher_logits)), weights)
-    else:
-        hard = cross_entropy(student_logits, labels, weights)
-        soft = distillation_loss(student_logits, teacher_logits, weights,
-                                 temperature=temperature, kind=kind, t2_scaling=t2_scaling)
-    return (1.0 - alpha) * hard + alpha * soft, {"hard": hard, "soft": soft}
-
-
 # --------------------------------------------------------------------------- multi-teacher
 
 
@@ -192,32 +153,13 @@ def _multi_teacher_logp(teacher_logits: Sequence, teacher_weights, temperature) 
     return jax.nn.logsumexp(logp + log_w[:, None, None], axis=0)
 
 
-def multi_teacher_soft_labels(teacher_logits: Sequence, teacher_weights=None,
-                              temperature=1.0) -> jax.Array:
-    """Weighted average of several teachers' ``softmax(logits / T)``.
-
-    Args:
-      teacher_logits: a sequence of K arrays ``[B, C]`` (e.g. two fine-tuned seeds).
-      teacher_weights: K non-negative numbers (normalised to sum 1); ``None`` = equal.
-    Returns ``[B, C]`` float32 probabilities (rows sum to 1), gradient-stopped.
-    """
-    return jnp.exp(_multi_teacher_logp(teacher_logits, teacher_weights, temperature))
-
-
 def multi_teacher_loss(student_logits, teacher_logits: Sequence, weights=None, *,
                        teacher_weights=None, temperature=1.0, kind: str = "ce",
                        t2_scaling: bool = False) -> jax.Array:
-    """Soft loss of the student against :func:`multi_teacher_soft_labels` (``kind`` "ce" or
-    "kl"); with one teacher it equals :func:`distillation_loss`."""
+    """Soft loss (``kind`` "ce" or "kl") of the student against the weighted average of the
+    teachers' ``softmax(logits / T)``; with one teacher it equals :func:`distillation_loss`."""
     target_logp = _multi_teacher_logp(teacher_logits, teacher_weights, temperature)
     return _soft_from_logp(student_logits, target_logp, weights, temperature, kind, t2_scaling)
-
-
-def agreement(student_logits, teacher_logits, weights=None) -> jax.Array:
-    """Summed (not mean) weight of rows whose top-1 class matches the teacher's: float32."""
-    same = jnp.argmax(_f32(student_logits), -1) == jnp.argmax(_f32(teacher_logits), -1)
-    w = _weights(weights, same.shape[0])
-    return jnp.sum(jnp.where(same & (w > 0), w, 0.0))
 
 
 # --------------------------------------------------------------------------- features
@@ -361,21 +303,3 @@ def layer_pairs(num_student_layers: int, num_teacher_layers: int, *,
     """
     pairs = _choose(_PAIR_TARGETS, target, "layer_pairs target")
     return pairs(layer_mapping(num_student_layers, num_teacher_layers))
-
-
-LOSSES = {
-    "cross_entropy": cross_entropy,
-    "mse": mse,
-    "soft_cross_entropy": soft_cross_entropy,
-    "kl_divergence": kl_divergence,
-    "distillation": distillation_loss,
-    "kd_total": kd_total,
-    "multi_teacher": multi_teacher_loss,
-    "feature": feature_loss,
-    "attention": attention_loss,
-}
-
-
-def get_loss(name: str):
-    """The loss function registered under ``name`` in :data:`LOSSES`."""
-    return _choose(LOSSES, name, "loss")

@@ -42,7 +42,7 @@ from tkd_jax.errors import NonFiniteError
 # Keys of the per-batch statistics that add up across batches (everything else, e.g. the raw
 # "predictions" the eval step attaches, is per-example data the caller concatenates).
 SUM_KEYS = (
-    "confusion", "loss_sum", "count",
+    "confusion", "loss_sum", "count", "correct",
     "sum_x", "sum_y", "sum_xx", "sum_yy", "sum_xy", "sq_err_sum",
 )
 
@@ -88,9 +88,9 @@ def regression_stats(preds, labels, weights) -> dict[str, jax.Array]:
 
     Returns ``count``, ``sum_x``, ``sum_y``, ``sum_xx``, ``sum_yy``, ``sum_xy`` and
     ``sq_err_sum`` (sum of (x - y)^2). The float32 moment sums carry ~1e-7 relative error per
-    batch; Pearson from them (:func:`pearson_from_stats`) is good to ~1e-5 on STS-B-like data
-    but loses accuracy when the predictions' spread is tiny compared with their mean, so the
-    host should prefer the raw predictions (:func:`compute_regression_metrics`) when it has them.
+    batch, too coarse for Pearson when the predictions' spread is tiny compared with their mean,
+    so the host computes the correlations from the gathered raw predictions
+    (:func:`compute_regression_metrics`).
     """
     x = jnp.asarray(preds, jnp.float32)
     y = jnp.asarray(labels, jnp.float32)
@@ -229,35 +229,13 @@ def spearman(preds, labels) -> float:
     return _pearson64(average_ranks(x), average_ranks(y))
 
 
-def pearson_from_stats(stats: Mapping) -> float:
-    """Pearson correlation from accumulated moment sums (float64 finalisation).
-
-    A side is treated as constant (result 0) when its centred sum of squares is within float32
-    rounding of zero relative to its raw sum of squares.
-    """
-    n = float(np.asarray(stats["count"]))
-    if n < 2:
-        return 0.0
-    sx, sy = float(np.asarray(stats["sum_x"])), float(np.asarray(stats["sum_y"]))
-    sxx, syy = float(np.asarray(stats["sum_xx"])), float(np.asarray(stats["sum_yy"]))
-    sxy = float(np.asarray(stats["sum_xy"]))
-    vx, vy = sxx - sx * sx / n, syy - sy * sy / n
-    tol = 1e-6  # float32 sums: anything below this fraction of sum_xx is rounding noise
-    if vx <= tol * sxx or vy <= tol * syy:
-        return 0.0
-    return float(np.clip((sxy - sx * sy / n) / np.sqrt(vx * vy), -1.0, 1.0))
-
-
 def compute_regression_metrics(preds, labels) -> dict[str, float]:
     """Pearson, Spearman and MSE from raw predictions and gold scores (float64)."""
     x, y = _host_vector(preds, "predictions"), _host_vector(labels, "labels")
     if x.shape != y.shape:
         raise ValueError(f"predictions {x.shape} and labels {y.shape} differ in length")
-    return {
-        "pearson": _pearson64(x, y),
-        "spearman": _pearson64(average_ranks(x), average_ranks(y)),
-        "mse": float(np.mean((x - y) ** 2)) if x.size else 0.0,
-    }
+    return {"pearson": pearson(x, y), "spearman": spearman(x, y),
+            "mse": float(np.mean((x - y) ** 2)) if x.size else 0.0}
 
 
 def _mean_of(*keys):
@@ -288,11 +266,9 @@ def glue_metrics(task_name: str, stats: Mapping, predictions=None, labels=None) 
     """All metrics of one evaluation plus ``glue_score``, from accumulated statistics.
 
     ``stats`` are the summed statistics (see :func:`add_stats`): a ``confusion`` matrix for
-    classification, moment sums for regression. For regression pass the gathered raw
-    ``predictions`` and ``labels`` (weight-0 rows removed): Spearman needs them, and Pearson is
-    then computed from them in float64; without them Pearson comes from the sums, and Spearman
-    and ``glue_score`` are absent. ``loss`` (mean cross-entropy) / ``mse`` are included when
-    their sums are.
+    classification (with ``loss_sum`` / ``count``: the mean cross-entropy ``loss``). For
+    regression pass the gathered raw ``predictions`` and ``labels`` (weight-0 rows removed):
+    Pearson, Spearman and MSE are computed from them in float64.
     """
     if "confusion" in stats:
         out = compute_classification_metrics(stats["confusion"])
@@ -301,9 +277,6 @@ def glue_metrics(task_name: str, stats: Mapping, predictions=None, labels=None) 
     elif predictions is not None and labels is not None:
         out = compute_regression_metrics(predictions, labels)
     else:
-        out = {"pearson": pearson_from_stats(stats)}
-        if "sq_err_sum" in stats:
-            out["mse"] = _safe_div(np.asarray(stats["sq_err_sum"]), np.asarray(stats["count"]))
-    if "spearman" in out or "confusion" in stats:
-        out["glue_score"] = glue_score(task_name, out)
+        raise ValueError("glue_metrics: regression needs the gathered predictions and labels")
+    out["glue_score"] = glue_score(task_name, out)
     return out

@@ -5,7 +5,7 @@ warmup then linear decay; distillation with T = 1 and alpha = 0.5 when the recip
     python -m experiments.glue --task sst2 --recipe tkd --config paper --workdir runs/sst2_paper
 """
 
-from experiments.configs import default
+from tkd_jax.defaults import default_config
 
 
 def override(c):
@@ -21,4 +21,4 @@ def override(c):
 
 
 def get_config():
-    return override(default.get_config())
+    return override(default_config())

@@ -1,6 +1,6 @@
 """Smoke-test variant: short sequences, small batches, one epoch (pair with --config.model=tiny)."""
 
-from experiments.configs import default
+from tkd_jax.defaults import default_config
 
 
 def override(c):
@@ -13,4 +13,4 @@ def override(c):
 
 
 def get_config():
-    return override(default.get_config())
+    return override(default_config())

@@ -27,7 +27,7 @@ import numpy as np
 
 from tkd_jax import data as data_lib
 from tkd_jax.compress import magnitude
-from tkd_jax.train import optim, steps
+from tkd_jax.train import objectives, optim, steps
 from tkd_jax.train.state import create_train_state
 
 
@@ -50,21 +50,21 @@ def finetune(module, params, encoded_train, *, num_labels: int, regression: bool
         tx = magnitude.pruned_optimizer(tx, **prune)
     state = create_train_state(apply_fn=None, params={"model": jax.tree.map(jnp.asarray, params)},
                                tx=tx, precision="fp32", rng=jax.random.PRNGKey(seed))
-    distill = None
-    teachers, teacher_params = (), ()
+    distill, frozen = None, {}
     if teacher is not None:
-        distill = steps.DistillSpec(alpha=alpha, temperature=temperature, online=True)
-        teachers, teacher_params = (teacher[0],), (jax.tree.map(jnp.asarray, teacher[1]),)
-    spec = steps.StepSpec(regression=regression, num_labels=num_labels, distill=distill)
-    step = jax.jit(functools.partial(steps.train_step, spec=spec,
-                                     model=train_module or module, teachers=teachers),
-                   donate_argnums=0)
+        distill = objectives.DistillSpec(alpha=alpha, temperature=temperature,
+                                         teachers=(teacher[0],))
+        frozen = {"teachers": (jax.tree.map(jnp.asarray, teacher[1]),)}
+    objective = objectives.TaskObjective(task="compress", regression=regression,
+                                         num_labels=num_labels, distill=distill)
+    step = jax.jit(functools.partial(steps.train_step, spec=steps.StepSpec(objective=objective),
+                                     model=train_module or module), donate_argnums=0)
     rng = jax.random.PRNGKey(seed + 1)
     start, loss, n = time.perf_counter(), float("nan"), 0
     for epoch in range(epochs):
         for batch in batcher.epoch(epoch):
             batch = {k: v for k, v in batch.items() if k != "index"}
-            state, m = step(state, batch, rng, teacher_params)
+            state, m = step(state, batch, rng, frozen)
             n += 1
             if n % 50 == 0 or n == total:
                 loss = float(m["loss"])

@@ -1,9 +1,10 @@
 """A finished training run as compression input: its model, parameters and GLUE data.
 
-``load_run`` is the one place that calls the training engine's run loader, so the import
-can move with the engine (``experiments.runs`` today, ``tkd_jax.train.runs`` after the
-engine redesign) in one line. Data is re-read with the run's own config (manifest.json) and
-tokenizer, so dev examples are encoded exactly as the run saw them.
+``load_run`` is the one place that calls the training engine's run loader
+(``tkd_jax.train.runs``). Data is re-read with the run's own preprocessing settings
+(manifest.json) and its saved tokenizer (tokenizer.json), so dev examples are encoded
+exactly as the run saw them; training-time augmentation is not repeated for recovery
+fine-tuning.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tkd_jax.models.transformer import Transformer
 
 def load_run(run_dir):
     """(Transformer module, params, model description) of a finished run (fp32)."""
-    from experiments import runs  # the engine's loader; moves to tkd_jax.train.runs
+    from tkd_jax.train import runs  # the engine's run loader
 
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / "checkpoints").is_dir() or not any((run_dir / "checkpoints").iterdir()):
@@ -46,13 +47,29 @@ def run_manifest(run_dir) -> dict:
 
 def load_run_data(run_dir, *, data_dir: str | None = None):
     """(task spec, encoded splits {"train", dev...}, run config) as the run encoded them."""
-    from experiments import train  # the engine's data wiring; moves with the redesign
+    from tokenizers import Tokenizer
 
+    run_dir = pathlib.Path(run_dir)
     manifest = run_manifest(run_dir)
     config = ml_collections.ConfigDict(manifest["config"])
-    spec, _, _, _, _, encoded = train.load_data(config, task=manifest["task"],
-                                                data_dir=data_dir, teacher=None,
-                                                workdir=pathlib.Path(run_dir))
+    spec = data_lib.get_task(manifest["task"])
+    task_data = data_lib.load_task(spec.name, source=config.get("data_source", "auto"),
+                                   data_dir=data_dir)
+    pre = {**config.preprocess.to_dict(), "augment": "none"}
+    pcfg = data_lib.PreprocessConfig(**pre, seed=int(config.seed))
+    try:
+        tokenizer = Tokenizer.from_file(str(run_dir / "tokenizer.json"))
+    except Exception as e:  # tokenizers raises a plain Exception for unreadable files
+        raise CheckpointError(f"{run_dir / 'tokenizer.json'}: cannot read the run's tokenizer "
+                              f"({type(e).__name__})") from None
+    encoded = {}
+    for name in ("train", *spec.eval_splits):
+        split = task_data.splits[name]
+        limit = config.max_train_examples if name == "train" else config.max_eval_examples
+        if limit > 0:
+            split = split.take(limit)
+        split, _ = data_lib.preprocess(split, pcfg, is_train=name == "train")
+        encoded[name] = data_lib.encode_split(tokenizer, split, max_len=int(config.max_len))
     return spec, encoded, config
 
 

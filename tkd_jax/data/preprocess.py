@@ -77,7 +77,7 @@ _RULES = [(re.compile(p, re.IGNORECASE), r) for p, r in CONTRACTIONS] + [
 ]
 
 _SPACES = re.compile(r"\s+")
-_AUGMENT_OPS = ("replace", "delete", "swap")
+AUGMENT_OPS = ("replace", "delete", "swap")
 
 
 @dataclasses.dataclass
@@ -123,9 +123,9 @@ class PreprocessConfig:
         if isinstance(ops, str):
             ops = () if ops.strip().lower() == "none" else ops.replace("+", ",").split(",")
         self.augment = tuple(op.strip() for op in ops if op.strip())
-        bad = [op for op in self.augment if op not in _AUGMENT_OPS]
+        bad = [op for op in self.augment if op not in AUGMENT_OPS]
         if bad:
-            raise ConfigError(f"augment: unknown op(s) {bad}; expected any of {_AUGMENT_OPS}")
+            raise ConfigError(f"augment: unknown op(s) {bad}; expected any of {AUGMENT_OPS}")
         if self.augment_copies < 0 or not 0.0 <= self.augment_prob <= 1.0:
             raise ConfigError(
                 f"augment_copies must be >= 0 and augment_prob in [0, 1], got "

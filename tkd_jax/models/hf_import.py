@@ -281,6 +281,17 @@ def load_hf_bert(
     return config, params, tokenizer_path
 
 
+def add_classifier(config: TransformerConfig, params: dict[str, Any], *, num_labels: int,
+                   rng: jax.Array, dtype: Any = None) -> tuple[TransformerConfig, dict[str, Any]]:
+    """A bare imported encoder (``num_labels=0``) with a new task head, initialised exactly as
+    ``load_hf_bert(..., num_labels=num_labels, rng=rng)`` would (without reading the files
+    again). ``dtype`` (optional) replaces the compute dtype."""
+    config = config.replace(num_labels=num_labels, **({"dtype": dtype} if dtype else {}))
+    head = _init_classifier(rng, config, expected_param_shapes(config))
+    classifier = {path.split("/")[1]: value for path, value in head.items()}
+    return config, {**params, "classifier": classifier}
+
+
 def expected_param_shapes(config: TransformerConfig) -> dict[str, jax.ShapeDtypeStruct]:
     """``{"a/b/c": ShapeDtypeStruct}`` of ``Transformer(config).init`` without computing it."""
     ids = jnp.zeros((1, 2), jnp.int32)

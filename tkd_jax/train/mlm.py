@@ -1,10 +1,13 @@
-"""Masked-language-model pre-training (paper section IV, step 1): BERT masking, train/eval steps.
+"""Masked-language-model pre-training (paper section IV, step 1): BERT masking and statistics.
 
     mask_tokens(rng, input_ids, attention_mask, *, vocab_size, mask_id, special_ids, ...)
         -> (masked_ids, targets, target_weights)
-    mlm_train_step(state, batch, rng, teacher_params, *, spec, model, teachers) -> (state, metrics)
-    mlm_eval_step(params, batch, *, spec, model) -> {"loss_sum", "correct", "count"}
-    add_mlm_stats(total, stats) / finalize_mlm(stats) -> {"mlm_loss", "mlm_accuracy", "perplexity"}
+    predict(model, params, batch, masked_ids, ...) -> logits, targets, weights at the masks
+    mlm_token_stats(logits, targets, weights) -> {"loss_sum", "correct", "count"}
+    finalize_mlm(summed stats) -> {"mlm_loss", "mlm_accuracy", "perplexity"}
+
+The objective built from these (loss and eval statistics) is
+:class:`tkd_jax.train.objectives.MLMObjective`; the update step is the one of every recipe.
 
 Masking follows BERT: each real, non-special token is chosen with probability ``mask_prob``;
 a chosen token becomes [MASK] (80%), a uniformly random regular token (10%) or stays (10%),
@@ -30,8 +33,6 @@ import numbers
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
 from tkd_jax.data.tokenization import SPECIAL_TOKENS
 from tkd_jax.errors import ConfigError, DataError
@@ -40,7 +41,6 @@ from tkd_jax.models.transformer import Embeddings
 
 _MASK_STREAM = 0x4D4C4D  # folds the run key into a masking stream distinct from dropout's
 _CAP_SIGMAS = 4.0  # auto cap: mean + 4 standard deviations of the per-row chosen count
-STAT_KEYS = ("loss_sum", "correct", "count")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +54,6 @@ class MLMSpec:
       ``ceil(p L + 4 sqrt(L p (1 - p)))`` (exceeded by ~3e-5 of rows; the extra tokens are left
       unchosen), and the vocabulary projection runs on the capped positions only; 0 = no cap,
       logits at every position.
-    axis_name: set under pmap (statistics and gradients are psum'ed).
     """
 
     vocab_size: int
@@ -64,8 +63,6 @@ class MLMSpec:
     replace_probs: tuple[float, float, float] = (0.8, 0.1, 0.1)  # [MASK], random, unchanged
     first_regular_id: int = 0
     max_predictions: int | None = None
-    fp16: bool = False
-    axis_name: str | None = None
     eval_seed: int = 0
 
     def __post_init__(self):
@@ -213,10 +210,6 @@ def prediction_cap(spec: MLMSpec, length: int) -> int | None:
     return min(length, math.ceil(p * length + _CAP_SIGMAS * math.sqrt(length * p * (1 - p))))
 
 
-def _psum(x, axis_name):
-    return x if axis_name is None else jax.lax.psum(x, axis_name)
-
-
 def _row_ids(batch, axis_name):
     """``batch["index"]`` if present, else global row numbers (shard offset under pmap)."""
     if "index" in batch:
@@ -265,7 +258,7 @@ def _head_logits(config, params, hidden):
     return MaskedLMHead(config).apply({"params": params["cls"]}, hidden, embeddings)
 
 
-def _predict(model, params, batch, masked_ids, targets, weights, *, spec, dropout_rng):
+def predict(model, params, batch, masked_ids, targets, weights, *, spec, dropout_rng):
     """Logits, targets and weights at the predicted positions (all, or the capped gather)."""
     train = dropout_rng is not None
     out = model.apply({"params": params}, masked_ids, batch["attention_mask"],
@@ -280,80 +273,6 @@ def _predict(model, params, batch, masked_ids, targets, weights, *, spec, dropou
     hidden = jnp.take_along_axis(out.last_hidden_state, pos[..., None], axis=1)
     take = lambda x: jnp.take_along_axis(x, pos, axis=1)
     return _head_logits(model.config, params, hidden), take(targets), take(weights)
-
-
-def mlm_train_step(state, batch, rng, teacher_params=(), *, spec: MLMSpec, model, teachers=()):
-    """One MLM optimizer step; same contract as :func:`tkd_jax.train.steps.train_step`.
-
-    Dropout uses ``fold_in(rng, step)`` (and the replica index under pmap); masks use
-    :func:`mask_rng_for_step`. The loss is the cross-entropy over masked tokens divided by the
-    *global* number of masked tokens. ``teacher_params``/``teachers`` are accepted for the
-    loop's calling convention and unused.
-    """
-    del teacher_params, teachers
-    axis = spec.axis_name
-    dropout_rng = jax.random.fold_in(rng, state.step)
-    if axis is not None:  # distinct dropout per replica; masks are keyed by row already
-        dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis))
-    masked_ids, targets, weights = mask_batch(batch, mask_rng_for_step(rng, state.step),
-                                              spec=spec, axis_name=axis)
-    global_count = _psum(jnp.sum(weights), axis)
-
-    def loss_fn(params):
-        logits, t, w = _predict(model, params["model"], batch, masked_ids, targets, weights,
-                                spec=spec, dropout_rng=dropout_rng)
-        stats = mlm_token_stats(logits, t, w)
-        return stats["loss_sum"] / jnp.maximum(global_count, 1.0), stats
-
-    if spec.fp16:
-        grad_fn = state.dynamic_scale.value_and_grad(loss_fn, has_aux=True)
-        dyn, finite, (loss, stats), grads = grad_fn(state.params)
-        # The loss is a share of the global mean: replica gradients are summed, not averaged.
-        grads = _psum(grads, axis)
-        if axis is not None:
-            finite = jax.lax.pmin(finite.astype(jnp.int32), axis).astype(bool)
-    else:
-        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        grads = _psum(grads, axis)
-        dyn, finite = None, jnp.array(True)
-    new_state = state.apply_gradients(grads=grads)
-    if spec.fp16:
-        # Skip the update (params and optimizer state) when the scaled gradients overflowed.
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-        new_state = new_state.replace(params=keep(new_state.params, state.params),
-                                      opt_state=keep(new_state.opt_state, state.opt_state),
-                                      dynamic_scale=dyn)
-    metrics_out = {
-        "loss": _psum(loss, axis),
-        "mlm_accuracy": _psum(stats["correct"], axis) / jnp.maximum(global_count, 1.0),
-        "masked_tokens": global_count,
-        "grad_norm": optax.tree.norm(grads),
-        "finite": finite,
-        "examples": _psum(jnp.sum(batch["weight"]), axis),
-    }
-    if spec.fp16:
-        metrics_out["loss_scale"] = dyn.scale
-    return new_state, metrics_out
-
-
-def mlm_eval_step(params, batch, *, spec: MLMSpec, model):
-    """Summed MLM statistics of one eval batch under the fixed eval mask (weight-0 rows never
-    count), so batches add up exactly: ``{"loss_sum", "correct", "count"}``."""
-    masked_ids, targets, weights = mask_batch(batch, eval_mask_rng(spec), spec=spec)
-    logits, t, w = _predict(model, params["model"], batch, masked_ids, targets, weights,
-                            spec=spec, dropout_rng=None)
-    return mlm_token_stats(logits, t, w)
-
-
-def add_mlm_stats(total, stats) -> dict[str, np.ndarray]:
-    """Host accumulation of :func:`mlm_eval_step` outputs (ints in int64, floats in float64);
-    ``total=None`` starts."""
-    out = {} if total is None else dict(total)
-    for key in STAT_KEYS:
-        value = np.asarray(jax.device_get(stats[key]))
-        value = value.astype(np.int64 if np.issubdtype(value.dtype, np.integer) else np.float64)
-        out[key] = value if key not in out else out[key] + value
-    return out
 
 
 def finalize_mlm(stats) -> dict[str, float]:

@@ -5,7 +5,6 @@ Everything here takes explicit arguments; the experiment entry point reads the c
 
 from __future__ import annotations
 
-import jax
 import optax
 from flax import traverse_util
 
@@ -90,7 +89,3 @@ def make_optimizer(
     if grad_accum_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=grad_accum_steps)
     return tx, lr
-
-
-def global_norm(tree) -> jax.Array:
-    return optax.tree.norm(tree)

@@ -47,6 +47,12 @@ class DataParallel:
         self.local_devices = [d for d in devices if d.process_index == jax.process_index()]
 
     @property
+    def axis_name(self) -> str | None:
+        """The named axis steps psum over: set under pmap, None under jit (XLA inserts the
+        collectives from the shardings)."""
+        return PMAP_AXIS if self.mode == "pmap" else None
+
+    @property
     def num_devices(self) -> int:
         return len(self.devices)
 
@@ -87,7 +93,8 @@ class DataParallel:
 
     # -- compilation -------------------------------------------------------------------------
     def compile_train(self, step_fn, **static):
-        """`step_fn(state, batch, rng, teacher_params, **static)` compiled for this mode."""
+        """`step_fn(state, batch, rng, frozen, **static)` compiled for this mode (frozen: the
+        pytree of untrained inputs, e.g. teacher parameters, replicated)."""
         if self.mode == "pmap":
             fn = functools.partial(step_fn, **static)
             return jax.pmap(fn, axis_name=PMAP_AXIS, donate_argnums=(0,))

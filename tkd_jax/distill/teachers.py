@@ -1,4 +1,8 @@
-"""Distillation set-up for the `tkd` / `kd` recipes: teachers, soft-label cache, layer maps.
+"""Teachers of the distilling recipes (`tkd`, `kd`): loaded once, frozen, never checkpointed.
+
+A teacher is a finished `teacher` run (``--teacher_run DIR``): its module (model.json) and its
+*final* checkpoint's parameters, read once per run, plus the provenance the student's manifest
+records (run dir, the run's config fingerprint, the checkpoint step, the sha256 of the weights).
 
 Knowledge extraction, two ways (config.distill.soft_labels):
   cached  teacher logits computed once over the training set, saved as
@@ -10,28 +14,53 @@ Knowledge extraction, two ways (config.distill.soft_labels):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import pathlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from experiments import runs
 from tkd_jax import data as data_lib
 from tkd_jax import losses
 from tkd_jax.errors import ConfigError
-from tkd_jax.train import steps
+from tkd_jax.train import runs, steps
+from tkd_jax.train.objectives import DistillSpec
 
 
-def _pairs(text: str, field: str) -> tuple[tuple[int, int], ...]:
+@dataclasses.dataclass(frozen=True)
+class TeacherRun:
+    """A finished `teacher` run, loaded once: module, final-checkpoint params, provenance."""
+
+    run_dir: str
+    module: Any
+    params: Any
+    desc: dict
+    step: int
+    config_fingerprint: str | None
+    params_sha256: str
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "config_fingerprint": self.config_fingerprint,
+                "step": self.step, "params_sha256": self.params_sha256}
+
+
+def load_teacher_run(run_dir: str, *, dtype) -> TeacherRun:
+    step = runs.final_step(run_dir)
+    module, params, desc = runs.load_run(run_dir, dtype=dtype, step=step)
     try:
-        return tuple(tuple(int(v) for v in p.split(":")) for p in text.split(",") if p)
-    except ValueError:
-        raise ConfigError(f"config.distill.{field}={text!r}: expected 's:t,s:t' pairs") from None
+        fingerprint = json.loads((pathlib.Path(run_dir) / "manifest.json").read_text()).get(
+            "config_fingerprint")
+    except (OSError, ValueError):
+        fingerprint = None
+    return TeacherRun(run_dir=str(run_dir), module=module, params=params, desc=desc, step=step,
+                      config_fingerprint=fingerprint, params_sha256=params_sha256(params))
 
 
 def params_sha256(params) -> str:
@@ -59,21 +88,21 @@ def teacher_logits(module, params, encoded, *, dp, batch_size, buckets) -> np.nd
     return np.concatenate(out).astype(np.float32)
 
 
-def soft_label_cache(teachers, teacher_params, run_dirs, encoded, task_files, *, dp, buckets,
+def soft_label_cache(teachers: list[TeacherRun], encoded, task_files, *, dp, buckets,
                      batch_size=128) -> np.ndarray:
     """[N, K, C] logits of K teachers over the training set, computed once and cached."""
     key = hashlib.sha256(json.dumps({
         "data": task_files, "inputs": encoded_sha256(encoded),
-        "teachers": [params_sha256(p) for p in teacher_params],
+        "teachers": [t.params_sha256 for t in teachers],
     }, sort_keys=True).encode()).hexdigest()[:24]
-    path = pathlib.Path(run_dirs[0]) / "soft_labels" / f"{key}.npy"
+    path = pathlib.Path(teachers[0].run_dir) / "soft_labels" / f"{key}.npy"
     if path.exists():
         cached = np.load(path, allow_pickle=False)
         if cached.shape[0] == len(encoded):
             return cached
-    stacked = np.stack([teacher_logits(m, p, encoded, dp=dp, batch_size=batch_size,
-                                       buckets=buckets)
-                        for m, p in zip(teachers, teacher_params, strict=True)], axis=1)
+    stacked = np.stack([teacher_logits(t.module, t.params, encoded, dp=dp,
+                                       batch_size=batch_size, buckets=buckets)
+                        for t in teachers], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npy")
     np.save(tmp, stacked)
@@ -89,58 +118,43 @@ def attach_soft_labels(batch: dict, cache: np.ndarray) -> dict:
     return {**batch, "teacher_logits": t}
 
 
-def setup(config, *, model, model_params, encoded_train, task_files, dp, buckets, rng):
-    """-> (DistillSpec, teacher modules, teacher params, soft-label cache | None, projections)."""
-    d = config.distill
-    run_dirs = [r for r in d.teacher_runs.split(",") if r]
-    if not run_dirs:
-        raise ConfigError("config.distill.teacher_runs: empty; pass --teacher_run DIR (the "
-                          "workdir of a finished `--recipe teacher` run on this task)")
-    dtype = model.config.dtype if hasattr(model.config, "dtype") else jnp.float32
-    loaded = [runs.load_run(r, dtype=dtype) for r in run_dirs]
-    teachers = tuple(m for m, _, _ in loaded)
-    teacher_params = tuple(p for _, p, _ in loaded)
-    labels = {desc.get("num_labels", getattr(m.config, "num_labels", None))
-              for m, _, desc in loaded}
+def setup(d, teachers: list[TeacherRun], *, model, encoded_train, task_files, dp, buckets,
+          rng):
+    """-> (DistillSpec, frozen inputs, soft-label cache | None, projections) for the typed
+    DistillConfig ``d`` and the loaded teacher runs."""
+    labels = {t.desc.get("num_labels", getattr(t.module.config, "num_labels", None))
+              for t in teachers}
     if len(labels) != 1 or model.config.num_labels not in labels:
         raise ConfigError(f"config.distill.teacher_runs: teachers have {sorted(labels)} labels, "
                           f"the student {model.config.num_labels}")
-    weights = tuple(float(w) for w in d.teacher_weights.split(",") if w) or (1.0,) * len(loaded)
-    if len(weights) != len(loaded):
-        raise ConfigError(f"config.distill.teacher_weights: {len(weights)} weights for "
-                          f"{len(loaded)} teachers")
     feature, attention = d.feature_weight > 0, d.attention_weight > 0
-    if d.soft_labels not in ("cached", "online"):
-        raise ConfigError(f"config.distill.soft_labels: expected cached or online, "
-                          f"got {d.soft_labels!r}")
-    online = d.soft_labels == "online" or feature or attention
     feature_layers = attention_layers = ()
     projection = {}
     if feature or attention:
-        if not isinstance(model.config, type(teachers[0].config)):
+        t_config = teachers[0].module.config
+        if not isinstance(model.config, type(t_config)):
             raise ConfigError("config.distill.feature_weight/attention_weight: need a "
                               "Transformer student (use soft labels only for baselines)")
-        s_layers, t_layers = model.config.num_layers, teachers[0].config.num_layers
-        feature_layers = _pairs(d.feature_layers, "feature_layers") or losses.layer_pairs(
-            s_layers, t_layers, target="hidden")
-        attention_layers = _pairs(d.attention_layers, "attention_layers") or losses.layer_pairs(
-            s_layers, t_layers, target="attention")
-        ds, dt = model.config.hidden_size, teachers[0].config.hidden_size
+        s_layers, t_layers = model.config.num_layers, t_config.num_layers
+        feature_layers = d.feature_layers or losses.layer_pairs(s_layers, t_layers,
+                                                                target="hidden")
+        attention_layers = d.attention_layers or losses.layer_pairs(s_layers, t_layers,
+                                                                    target="attention")
+        ds, dt = model.config.hidden_size, t_config.hidden_size
         if feature and ds != dt:
             init = nn.initializers.lecun_normal()
             for i, (s, t) in enumerate(feature_layers):
                 projection[f"{s}_{t}"] = {
                     "kernel": init(jax.random.fold_in(rng, i), (ds, dt), jnp.float32),
                     "bias": jnp.zeros((dt,), jnp.float32)}
-    spec = steps.DistillSpec(
+    spec = DistillSpec(
         alpha=d.alpha, temperature=d.temperature, kind=d.kind, t2_scaling=d.t2_scaling,
-        online=online, teacher_weights=weights, feature_weight=d.feature_weight,
+        teachers=tuple(t.module for t in teachers) if d.online else (),
+        teacher_weights=d.teacher_weights, feature_weight=d.feature_weight,
         feature_layers=feature_layers, feature_kind=d.feature_kind,
         attention_weight=d.attention_weight, attention_layers=attention_layers,
         attention_kind=d.attention_kind)
-    cache = None
-    if not online:
-        cache = soft_label_cache(teachers, teacher_params, run_dirs, encoded_train, task_files,
-                                 dp=dp, buckets=buckets)
-        teachers, teacher_params = (), ()
-    return spec, teachers, teacher_params, cache, projection
+    if d.online:
+        return spec, {"teachers": tuple(t.params for t in teachers)}, None, projection
+    cache = soft_label_cache(teachers, encoded_train, task_files, dp=dp, buckets=buckets)
+    return spec, {}, cache, projection

@@ -1,20 +1,29 @@
-"""Default config for `python -m experiments.glue`; recipe files override a few fields.
+"""The run config: every key, its default and what it means (one line each).
 
-Every key is overridable from the command line: `--config.key=value` (nested:
-`--config.distill.alpha=0.7`). Only the experiment entry point reads this config.
+``default_config()`` is the ml_collections ConfigDict that ``tkd_jax.train_and_evaluate``
+takes; a recipe (``tkd_jax.recipes``) sets a few fields on top of it, a variant (e.g. the
+paper's setting in ``experiments/configs/paper.py``) a few more, and the command line any key:
+``--config.key=value`` (nested: ``--config.distill.alpha=0.7``; lists comma-separated:
+``--config.init_from_teacher_layers=0,2,4``). ``tkd_jax.config.RunConfig.from_config_dict``
+checks it once, before any work, and everything below receives typed values.
 """
 
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    # --- what runs -----------------------------------------------------------------------------
+    c.task = ""  # GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli
+    c.recipe = ""  # teacher | transformer | tkd | kd | rnn | lstm | cnn | mlm (tkd_jax.recipes)
+    c.data_dir = ""  # classic GLUE directory ("" = $GLUE_DIR, then the hub)
+    c.teacher = ""  # pretrained HF BERT dir ("" = $TKD_TEACHER, the installed package, the hub)
     # --- model -------------------------------------------------------------------------------
     c.model = "student_small"  # Transformer preset or baseline (rnn, lstm, bilstm, cnn)
     c.dropout_rate = -1.0  # < 0: the preset's own dropout; else override hidden dropout
     c.attention_dropout_rate = -1.0  # < 0: the preset's own; else override (Transformers only)
     c.init_from = ""  # workdir of an earlier run (e.g. mlm) to start the encoder from
-    c.init_from_teacher_layers = ""  # e.g. "0,2,4": copy teacher layers + embeddings
+    c.init_from_teacher_layers = ()  # e.g. (0, 2, 4): copy teacher layers + embeddings
     c.init_teacher_source = "pretrained"  # pretrained (--teacher) | run (first --teacher_run)
     c.init_teacher_head = False  # also copy the run's pooler + classifier (source=run only)
 
@@ -31,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.preprocess.lowercase = False  # lower-case text (the uncased WordPiece already does)
     c.preprocess.strip_punctuation = False  # remove punctuation characters
     c.preprocess.expand_contractions = False  # expand contractions/abbreviations (documented table)
-    c.preprocess.augment = "none"  # none | any of replace,delete,swap, e.g. "replace,swap"
+    c.preprocess.augment = ()  # any of replace, delete, swap, e.g. ("replace", "swap")
     c.preprocess.augment_prob = 0.1  # per-word deletion probability (augment=delete)
     c.preprocess.augment_swaps = 1  # word pairs swapped per text (augment=swap)
     c.preprocess.augment_copies = 1  # augmented copies added per training example
@@ -68,21 +77,29 @@ def get_config() -> ml_collections.ConfigDict:
     c.distill.kind = "ce"  # ce (eq 9) | kl
     c.distill.t2_scaling = False  # multiply the soft term by T^2 (Hinton)
     c.distill.soft_labels = "cached"  # cached: teacher logits computed once | online: in the step
-    c.distill.teacher_runs = ""  # comma-separated workdirs of fine-tuned `teacher` runs
-    c.distill.teacher_weights = ""  # comma-separated weights for several teachers ("" = equal)
+    c.distill.teacher_runs = ()  # workdirs of finished `teacher` runs (--teacher_run)
+    c.distill.teacher_weights = ()  # one weight per teacher run (() = equal)
     c.distill.feature_weight = 0.0  # weight of hidden-state MSE (online only)
     c.distill.feature_kind = "mse"  # mse | cosine
-    c.distill.feature_layers = ""  # "s:t,s:t" hidden-state index pairs ("" = uniform mapping)
+    c.distill.feature_layers = ()  # ("s:t", ...) hidden-state index pairs (() = uniform)
     c.distill.attention_weight = 0.0  # weight of attention-map distillation (online only)
     c.distill.attention_kind = "mse"  # mse | kl
-    c.distill.attention_layers = ""  # "s:t,..." layer pairs ("" = uniform mapping)
+    c.distill.attention_layers = ()  # ("s:t", ...) layer pairs (() = uniform mapping)
+
+    # --- masked-LM pre-training (recipe mlm) ---------------------------------------------------
+    c.mlm = ml_collections.ConfigDict()
+    c.mlm.text_file = ""  # one passage per line; "" = the task's training sentences
+    c.mlm.mask_prob = 0.15  # fraction of real tokens chosen for prediction
+    c.mlm.first_regular_id = 999  # random replacements from ids >= this (skips BERT [unused])
 
     # --- loop, checkpoints, logging -------------------------------------------------------------
     c.eval_every_steps = 0  # 0: evaluate at the end of each epoch
     c.checkpoint_every_steps = 0  # 0: checkpoint at every eval
     c.keep_checkpoints = 2  # last k checkpoints kept (plus the best by the dev metric)
     c.log_every_steps = 50  # metrics.jsonl / TensorBoard train scalars
-    c.progress_bar = True  # tqdm bar (only when stdout is a terminal)
+    c.progress_bar = True  # tqdm bar on a terminal; plain lines every ~30 s in a log
+    c.quiet = False  # print only errors (scripts); --quiet on the command line
+    c.compile_cache_dir = "~/.cache/tkd_jax/xla"  # persistent XLA compilation cache ("" = off)
     c.async_checkpoints = True  # orbax async saves
     c.seed = 0  # set by --seed: parameter init, dropout and data order
     return c
