@@ -1,211 +1,316 @@
-"""Run a named plan of experiments one after another and collect the results.
+"""Reproduce the paper's Tables II and III: plan, run, resume and count every (task, row, seed).
 
-    python -m experiments.reproduce --plan sst2_baselines [--runs_dir runs] [--results_dir results]
-    python -m experiments.reproduce --plan mrpc_tkd --only teacher,tkd
+    GLUE_DIR=/path/to/glue python -m experiments.reproduce --table 2|3|all
+        [--tasks cola,sst2,...] [--seeds 5] [--rows tkd,tnlp,...] [--status] [--dry_run]
 
-Each entry is one `python -m experiments.glue` command (printed, and run in a subprocess so a
-crash of one run does not lose the others). Runs resume when re-run. After each run its
-final_metrics.json, manifest.json and command land in results/<plan>/<entry>/, and
-results/<plan>/README.md is regenerated as a table. Checkpoints stay in runs/ (not committed).
+Each cell is one `python -m experiments.glue` command run in a subprocess with its workdir
+`results/runs/<task>/<row>/seed<S>` (trivial baselines are computed from the dev labels in
+process). Finished cells (final_metrics.json and predictions.json present) are skipped; an
+interrupted one is run again with the same command, which resumes from its checkpoint, so the
+driver can be stopped (Ctrl-C, SIGTERM: the running cell checkpoints first) and restarted at
+any time. Students of seed S wait for the teacher of seed S. The driver refuses to start from a
+working tree with uncommitted changes (new, untracked run outputs under the runs directory
+aside), so every manifest records a clean commit; it commits nothing itself. `--status` prints
+done / left / estimated hours (median train_seconds of finished runs of the same row, else of
+the same row family scaled by training-set size). Tables and the report: `python -m
+experiments.tables`.
+
+Replaces the old `--plan NAME` mode: those results stay under results/<plan>/ as produced by
+older code (results/README.md).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
 import pathlib
 import shlex
+import signal
 import subprocess
 import sys
 import time
 
-_SST2_SUBSET = ["--config.max_train_examples=16000"]
-# MRPC student: minilm_l3 (3 layers at the teacher's width) for 3 epochs, started from the
-# fine-tuned teacher's embeddings, layers 0, 2, 4, pooler and classifier.
-_MRPC_HEAD = ["--config.model=minilm_l3", "--config.num_epochs=3",
-              "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
-              "--config.init_teacher_head=true", "--teacher_run", "{runs}/teacher"]
-_MRPC_T2 = ["--config.learning_rate=1e-4", "--config.distill.temperature=2",
-            "--config.distill.t2_scaling=true", "--config.distill.alpha=0.9"]
-_MRPC_AUG = ["--config.preprocess.augment=delete,swap", "--config.preprocess.augment_copies=3"]
-_MRPC_REP = ["--config.preprocess.augment=replace", "--config.preprocess.augment_copies=3"]
+import numpy as np
+
+from experiments import cli
+from experiments.tables import rows as rows_lib
+from experiments.tables import trivial
+from tkd_jax.errors import ConfigError
+
+RUNS_DIR = "results/runs"
+# Training examples per task (GLUE train splits): scales a row family's measured time.
+TRAIN_SIZES = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "rte": 2490,
+               "wnli": 635, "qnli": 104743, "qqp": 363846, "mnli": 392702}
 
 
-def _sst2_tkd(epochs: int, extra: tuple[str, ...] | list[str] = ()):
-    """SST-2 teacher, minilm_l3 students (tkd, transformer) from its layers, BiLSTM kd."""
-    student = ["--config.model=minilm_l3", f"--config.num_epochs={epochs}",
-               "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
-               "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher", *extra]
-    return [("teacher", "sst2", "teacher", [f"--config.num_epochs={epochs}", *extra]),
-            ("tkd", "sst2", "tkd", student),
-            ("transformer", "sst2", "transformer", student),
-            ("kd", "sst2", "kd", ["--config.num_epochs=3", "--teacher_run", "{runs}/teacher",
-                                  *extra])]
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    task: str
+    row: rows_lib.Row
+    seed: int
+    workdir: pathlib.Path
+    argv: tuple[str, ...]  # experiments.glue arguments; () for a computed (trivial) row
+    teacher: pathlib.Path | None  # the teacher cell this one waits for
+
+    @property
+    def done(self) -> bool:
+        # the engine writes predictions.json after final_metrics.json: a cell stopped between
+        # the two is re-run, which resumes at its last step and writes both
+        return all((self.workdir / f).exists() for f in ("final_metrics.json",
+                                                         "predictions.json"))
+
+    @property
+    def started(self) -> bool:
+        return self.workdir.exists() and not self.done
+
+    def shown(self) -> str:
+        if not self.argv:
+            return f"(computed) {self.task} {self.row.name} -> {self.workdir}"
+        return shlex.join(["python", "-m", "experiments.glue", *self.argv])
 
 
-# entry: (name, task, recipe, extra args). "{runs}" expands to the plan's runs directory.
-PLANS: dict[str, list[tuple[str, str, str, list[str]]]] = {
-    # Issue: SST-2 baselines within 3 epochs (paper Table II families).
-    "sst2_baselines": [
-        ("lstm", "sst2", "lstm", ["--config.num_epochs=3"]),
-        ("cnn", "sst2", "cnn", ["--config.num_epochs=3"]),
-        ("transformer_small", "sst2", "transformer", ["--config.num_epochs=3"]),
-    ],
-    # TKD-NLP on MRPC: fine-tuned MiniLM teacher, a 3-layer student initialised from teacher
-    # layers 0,2,4 trained with (tkd) and without (transformer = T-NLP) distillation.
-    "mrpc_tkd": [
-        ("teacher", "mrpc", "teacher", ["--config.num_epochs=3"]),
-        ("tkd", "mrpc", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=3",
-                                "--config.init_from_teacher_layers=0,2,4",
-                                "--config.learning_rate=5e-5", "--teacher_run",
-                                "{runs}/teacher"]),
-        ("transformer", "mrpc", "transformer", ["--config.model=minilm_l3",
-                                                "--config.num_epochs=3",
-                                                "--config.init_from_teacher_layers=0,2,4",
-                                                "--config.learning_rate=5e-5"]),
-        # The same two students initialised from the *fine-tuned* teacher's layers 0, 2, 4.
-        ("tkd_ft_init", "mrpc", "tkd", ["--config.model=minilm_l3", "--config.num_epochs=3",
-                                        "--config.init_from_teacher_layers=0,2,4",
-                                        "--config.init_teacher_source=run",
-                                        "--config.learning_rate=5e-5", "--teacher_run",
-                                        "{runs}/teacher"]),
-        # Stronger distillation signal: T = 2 with the T^2 factor, alpha = 0.9, lr 1e-4.
-        ("tkd_ft_init_t2", "mrpc", "tkd", [
-            "--config.model=minilm_l3", "--config.num_epochs=3",
-            "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
-            "--config.learning_rate=1e-4", "--config.distill.temperature=2",
-            "--config.distill.t2_scaling=true", "--config.distill.alpha=0.9",
-            "--teacher_run", "{runs}/teacher"]),
-        ("transformer_ft_init", "mrpc", "transformer", [
-            "--config.model=minilm_l3", "--config.num_epochs=3",
-            "--config.init_from_teacher_layers=0,2,4", "--config.init_teacher_source=run",
-            "--config.learning_rate=5e-5", "--teacher_run", "{runs}/teacher"]),
-        # The student also starts from the fine-tuned teacher's pooler and classifier.
-        ("tkd_head", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2]),
-        ("tkd_head_135", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2,
-                                         "--config.init_from_teacher_layers=1,3,5"]),
-        # + intermediate-layer distillation (online teacher): hidden states and attention maps.
-        ("tkd_head_feat", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2,
-                                          "--config.distill.soft_labels=online",
-                                          "--config.distill.feature_weight=1.0",
-                                          "--config.distill.attention_weight=1.0",
-                                          "--config.distill.attention_kind=kl"]),
-        # + 3 augmented copies of every training pair (word deletion and swaps); the teacher
-        # labels each augmented view. The T-NLP twin sees the same data with hard labels only.
-        ("tkd_head_aug", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2, *_MRPC_AUG]),
-        ("transformer_head_aug", "mrpc", "transformer", [*_MRPC_HEAD, *_MRPC_AUG,
-                                                         "--config.learning_rate=1e-4"]),
-        # TinyBERT-style augmentation: words replaced by neighbours in the teacher's
-        # word-embedding space (p = 0.3 per word), 3 copies.
-        ("tkd_head_rep", "mrpc", "tkd", [*_MRPC_HEAD, *_MRPC_T2, *_MRPC_REP]),
-        ("transformer_head", "mrpc", "transformer", [*_MRPC_HEAD,
-                                                     "--config.learning_rate=1e-4"]),
-    ],
-    # TKD-NLP on SST-2, full training set: the teacher and the Transformer students train for
-    # 2 epochs, the BiLSTM student (kd) for 3; dev is complete. The plain LSTM beside `kd` is
-    # sst2_baselines' `lstm` (the same command).
-    "sst2_tkd": _sst2_tkd(epochs=2),
-    # The same study on a subset (an earlier, cheaper run): the teacher and every student see
-    # the first 16,000 training examples (of 67,349) for one epoch (BiLSTMs: 3).
-    "sst2_tkd_subset": [*_sst2_tkd(epochs=1, extra=_SST2_SUBSET),
-                        ("lstm", "sst2", "lstm", ["--config.num_epochs=3", *_SST2_SUBSET])],
-}
-
-# What each plan's table is about (placed under its heading in results/<plan>/README.md).
-DESCRIPTIONS: dict[str, str] = {
-    "sst2_baselines": "Paper Table II families on SST-2: LSTM, CNN and a small Transformer "
-                      "trained from scratch on the full training set for 3 epochs.",
-    "mrpc_tkd": (
-        "TKD-NLP on MRPC, 3 epochs each. `teacher` is all-MiniLM-L6-v2 fine-tuned; every "
-        "student is minilm_l3 (3 layers at the teacher's width, initialised from teacher "
-        "layers 0, 2, 4 and its embeddings). `tkd*` rows distil (eq 9), `transformer*` rows are "
-        "their no-distillation twins (T-NLP). Suffixes: `ft_init` = layers taken from the "
-        "fine-tuned teacher run (not the pretrained checkpoint); `head` = also its pooler and "
-        "classifier; `t2` = T 2 with the T^2 factor, alpha 0.9, lr 1e-4 (all `tkd_head*` rows); "
-        "`135` = layers 1, 3, 5; `feat` = + hidden-state MSE and attention KL (online teacher); "
-        "`aug` = + 3 word-deletion/swap copies of every pair; `rep` = + 3 copies with words "
-        "replaced by teacher-embedding neighbours. The teacher labels every augmented view. "
-        "The headline student recipe (`tkd_head_aug`) was chosen on dev F1 among these rows."),
-    "sst2_tkd": "TKD-NLP on SST-2, full training set: teacher and minilm_l3 students 2 epochs "
-                "(students initialised from the fine-tuned teacher's layers 0, 2, 4), the "
-                "BiLSTM `kd` student 3 epochs. Its plain-LSTM counterpart (same data, same "
-                "3 epochs, no teacher) is `lstm` in results/sst2_baselines.",
-    "sst2_tkd_subset": "The SST-2 study on the first 16,000 training examples, 1 epoch "
-                       "(BiLSTMs 3); an earlier, cheaper run kept for comparison.",
-}
-
-METRIC_COLUMNS = ("accuracy", "f1", "mcc", "pearson", "spearman", "glue_score")
+def _flag(key: str, value) -> str:
+    value = str(value).lower() if isinstance(value, bool) else value
+    return f"--config.{key}={value}"
 
 
-def _command(task, recipe, workdir, extra, runs_dir, seed):
-    extra = [a.replace("{runs}", str(runs_dir)) for a in extra]
-    return [sys.executable, "-m", "experiments.glue", "--task", task, "--recipe", recipe,
-            "--workdir", str(workdir), "--seed", str(seed), *extra]
+def plan(tasks, rows, seeds: int, *, runs_dir=RUNS_DIR, overrides=()) -> list[Cell]:
+    """Every cell, seed-major (all tasks' seed 0 first), the teacher first within a seed."""
+    runs_dir = pathlib.Path(runs_dir)
+    cells = []
+    for seed in range(seeds):
+        for task in tasks:
+            for row in rows:
+                if not row.applies_to(task) or (not row.seeded and seed > 0):
+                    continue
+                workdir = runs_dir / task / row.name / f"seed{seed}"
+                if row.recipe is None:
+                    cells.append(Cell(task, row, seed, workdir, (), None))
+                    continue
+                per_task = getattr(cli.load_config_module(row.config), "PER_TASK", {})
+                argv = ["--task", task, "--recipe", row.recipe, "--workdir", str(workdir),
+                        "--seed", str(seed), "--config", row.config,
+                        *(_flag(k, v) for k, v in per_task.get(task, {}).items()),
+                        *row.args, *(f"--config.{o}" for o in overrides)]
+                teacher = None
+                if row.teacher:
+                    teacher = runs_dir / task / "teacher" / f"seed{seed}"
+                    argv += ["--teacher_run", str(teacher)]
+                cells.append(Cell(task, row, seed, workdir, tuple(argv), teacher))
+    return cells
 
 
-def write_table(plan: str, results: pathlib.Path, invocation: str = "") -> None:
-    """results/<plan>/README.md: the plan's description, a metrics table, every command."""
-    invocation = invocation or f"python -m experiments.reproduce --plan {plan}"
-    rows = []
-    for d in sorted(p for p in results.iterdir() if (p / "final_metrics.json").exists()):
-        f = json.loads((d / "final_metrics.json").read_text())
-        cmd = (d / "command.txt").read_text().strip()
-        rows.append((d.name, f, cmd))
-    lines = [f"# {plan}", "", *([DESCRIPTIONS[plan], ""] if plan in DESCRIPTIONS else []),
-             f"Produced by `{invocation}` on CPU; each row's exact command is below the "
-             "table.", "",
-             "| run | task | recipe | " + " | ".join(METRIC_COLUMNS) +
-             " | params | train s | examples/s |",
-             "|---" * (6 + len(METRIC_COLUMNS)) + "|"]
-    for name, f, _ in rows:
-        m = f["metrics"]
-        vals = [f"{m[k]:.4f}" if k in m else "" for k in METRIC_COLUMNS]
-        lines.append(f"| {name} | {f['task']} | {f['recipe']} | " + " | ".join(vals) +
-                     f" | {f['num_params']:,} | {f['train_seconds']:.0f} | "
-                     f"{f['train_examples_per_second']:.1f} |")
-    lines += ["", "Commands:", ""] + [f"- {name}: `{cmd}`" for name, _, cmd in rows]
-    (results / "README.md").write_text("\n".join(lines) + "\n")
+def _train_seconds(cell: Cell) -> float | None:
+    try:
+        return float(json.loads((cell.workdir / "final_metrics.json").read_text())
+                     ["train_seconds"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--plan", required=True, choices=sorted(PLANS))
-    p.add_argument("--runs_dir", default="runs")
-    p.add_argument("--results_dir", default="results")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--only", default="", help="comma-separated entry names")
-    args = p.parse_args(argv)
-    runs_dir = pathlib.Path(args.runs_dir) / args.plan
-    results = pathlib.Path(args.results_dir) / args.plan
-    only = {x for x in args.only.split(",") if x}
-    invocation = shlex.join(["python", "-m", "experiments.reproduce", "--plan", args.plan] + [
-        f"--{k}={v}" for k, v, default in (("runs_dir", args.runs_dir, "runs"),
-                                           ("results_dir", args.results_dir, "results"),
-                                           ("seed", args.seed, 0)) if v != default])
-    failed = 0
-    for name, task, recipe, extra in PLANS[args.plan]:
-        if only and name not in only:
+def estimate_seconds(cells: list[Cell]) -> tuple[float, int]:
+    """(estimated seconds of the cells left, how many of them have no measurement to go by).
+
+    A left cell takes the median train_seconds of finished cells of its (task, row); else of
+    its (task, row family); else of its row family on other tasks, scaled by training-set size.
+    """
+    done = [(c, s) for c in cells if c.done and (s := _train_seconds(c)) is not None]
+
+    def median(pairs):
+        return float(np.median([s for _, s in pairs])) if pairs else None
+
+    total, unknown = 0.0, 0
+    for c in cells:
+        if c.done or c.row.recipe is None:
             continue
-        workdir = runs_dir / name
-        cmd = _command(task, recipe, workdir, extra, runs_dir, args.seed)
-        shown = shlex.join(["python"] + cmd[1:])
-        print(f"[{time.strftime('%H:%M:%S')}] {shown}", flush=True)
-        proc = subprocess.run(cmd, env=os.environ)
-        if proc.returncode != 0:
-            print(f"  failed with exit code {proc.returncode}", flush=True)
-            failed += 1
+        same_row = median([(d, s) for d, s in done if (d.task, d.row.name) == (c.task,
+                                                                                c.row.name)])
+        same_family = median([(d, s) for d, s in done if d.task == c.task
+                              and d.row.family == c.row.family])
+        scaled = [(d, s * TRAIN_SIZES.get(c.task, 1) / TRAIN_SIZES.get(d.task, 1))
+                  for d, s in done if d.row.family == c.row.family]
+        est = next((x for x in (same_row, same_family, median(scaled)) if x is not None), None)
+        if est is None:
+            unknown += 1
+        else:
+            total += est
+    return total, unknown
+
+
+def status(cells: list[Cell]) -> str:
+    lines = [f"{'task':<6} {'row':<13} done  left  (interrupted)"]
+    keys = list(dict.fromkeys((c.task, c.row.name) for c in cells))
+    for task, name in keys:
+        group = [c for c in cells if (c.task, c.row.name) == (task, name)]
+        done = sum(c.done for c in group)
+        started = sum(c.started for c in group)
+        lines.append(f"{task:<6} {name:<13} {done:>4}  {len(group) - done:>4}"
+                     + (f"  ({started})" if started else ""))
+    done = sum(c.done for c in cells)
+    seconds, unknown = estimate_seconds(cells)
+    measured = sum(s for c in cells if c.done and (s := _train_seconds(c)) is not None)
+    lines.append(f"total: {done} done, {len(cells) - done} left; "
+                 f"measured {measured / 3600:.2f} train hours so far; "
+                 f"estimated {seconds / 3600:.2f} hours left"
+                 + (f" + {unknown} cells with no measurement of their row family yet"
+                    if unknown else ""))
+    return "\n".join(lines)
+
+
+def repo_root() -> pathlib.Path:
+    return pathlib.Path(__file__).resolve().parents[1]
+
+
+def uncommitted(root: pathlib.Path, runs_dir: pathlib.Path) -> list[str]:
+    """`git status --porcelain` lines other than untracked run outputs under runs_dir.
+
+    Modified tracked files anywhere (results included) count: the engine would stamp the next
+    manifest "+dirty".
+    """
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    runs = pathlib.Path(os.path.relpath(runs_dir.resolve(), root.resolve())).as_posix()
+    return [line for line in out.splitlines() if line.strip() and not (
+        line.startswith("?? ") and not runs.startswith("..")
+        and (line[3:].strip('"') + "/").startswith(runs.rstrip("/") + "/"))]
+
+
+class _Runner:
+    """Runs one cell's subprocess; SIGTERM to the driver is passed on so the cell checkpoints."""
+
+    def __init__(self):
+        self.proc = None
+        self.stopping = False
+
+    def handle_sigterm(self, signum, frame):
+        self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def run(self, argv) -> int:
+        self.proc = subprocess.Popen([sys.executable, "-m", "experiments.glue", *argv])
+        try:
+            return self.proc.wait()
+        except KeyboardInterrupt:  # the child got SIGINT too (same process group)
+            self.stopping = True
+            return self.proc.wait()
+        finally:
+            self.proc = None
+
+
+DRIVER_FILE = "driver.json"  # wall-clock seconds of every attempt at the cell, summed
+
+
+def _add_wall_time(workdir: pathlib.Path, seconds: float) -> None:
+    if not workdir.is_dir():  # the run refused its arguments before making its workdir
+        return
+    path = workdir / DRIVER_FILE
+    prior = json.loads(path.read_text()) if path.exists() else {}
+    record = {"wall_seconds": prior.get("wall_seconds", 0.0) + seconds,
+              "attempts": prior.get("attempts", 0) + 1}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def run_cells(cells: list[Cell], *, runner=None) -> int:
+    """Run every cell left, in order; returns the number of cells that failed.
+
+    Data come from $GLUE_DIR (else the hub) for the runs and the trivial baselines alike, so
+    the recorded commands hold no machine paths.
+    """
+    runner = runner or _Runner()
+    failed: set[pathlib.Path] = set()
+    for c in cells:
+        if runner.stopping:
+            print("stopped; re-run the same command to continue", flush=True)
+            break
+        if c.done:
             continue
-        out = results / name
-        out.mkdir(parents=True, exist_ok=True)
-        for f in ("final_metrics.json", "manifest.json"):
-            (out / f).write_text((workdir / f).read_text())
-        if runs_dir.is_absolute():  # keep machine paths out of committed results
-            shown = shown.replace(str(runs_dir), f"runs/{args.plan}")
-        (out / "command.txt").write_text(shown + "\n")
-        write_table(args.plan, results, invocation)
+        if c.teacher is not None and not (c.teacher / "final_metrics.json").exists():
+            print(f"skip {c.workdir}: its teacher {c.teacher} has not finished", flush=True)
+            failed.add(c.workdir)
+            continue
+        verb = "resume" if c.started else "start"
+        print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {verb}: {c.shown()}", flush=True)
+        if c.row.recipe is None:
+            trivial.write_run(c.task, c.row.name, c.workdir)
+            continue
+        start = time.monotonic()
+        code = runner.run(c.argv)
+        _add_wall_time(c.workdir, time.monotonic() - start)
+        if code != 0 and not runner.stopping:
+            print(f"  failed with exit code {code}: {c.workdir}", flush=True)
+            failed.add(c.workdir)
+    return len(failed)
+
+
+def _parse(argv):
+    p = cli.make_parser(__doc__.splitlines()[0])
+    p.add_argument("--table", required=True, choices=("2", "3", "all"))
+    p.add_argument("--tasks", default=",".join(rows_lib.DEFAULT_TASKS),
+                   help="comma-separated GLUE tasks (add mnli,qnli,qqp when you have them)")
+    p.add_argument("--seeds", type=int, default=rows_lib.DEFAULT_SEEDS)
+    p.add_argument("--rows", default="", help="comma-separated row names (default: all of "
+                   "the table's rows)")
+    p.add_argument("--status", action="store_true", help="print done / left / hours and exit")
+    p.add_argument("--dry_run", action="store_true", help="print the commands left and exit")
+    p.add_argument("--runs_dir", default=RUNS_DIR)
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="development only: add --config.KEY=VALUE to every run (needs a "
+                   "--runs_dir other than the tables')")
+    p.add_argument("--allow_dirty", action="store_true", help="development only: run from an "
+                   "uncommitted tree (the manifests say +dirty; the report flags them)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    tasks = [t.strip().lower() for t in args.tasks.split(",") if t.strip()]
+    from tkd_jax.data import get_task
+
+    tasks = [get_task(t).name for t in tasks]  # ConfigError on an unknown task
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: expected at least 1")
+    rows = rows_lib.rows_for(args.table)
+    if args.rows:
+        wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
+        unknown = [r for r in wanted if r not in rows_lib.ROW_BY_NAME]
+        if unknown:
+            raise ConfigError(f"--rows {','.join(unknown)}: unknown row (expected some of "
+                              f"{', '.join(rows_lib.ROW_BY_NAME)})")
+        rows = tuple(r for r in rows_lib.ROWS if r.name in wanted)
+    if args.override and pathlib.Path(args.runs_dir) == pathlib.Path(RUNS_DIR):
+        raise ConfigError("--override: the table runs use the fixed configs; pass a "
+                          "--runs_dir of your own for development runs")
+    cells = plan(tasks, rows, args.seeds, runs_dir=args.runs_dir, overrides=args.override)
+    if args.status:
+        print(status(cells))
+        return 0
+    if args.dry_run:
+        for c in cells:
+            if not c.done:
+                print(("resume: " if c.started else "") + c.shown())
+        print(status(cells).splitlines()[-1])
+        return 0
+    dirty = uncommitted(repo_root(), pathlib.Path(args.runs_dir))
+    if dirty and not args.allow_dirty:
+        raise ConfigError(f"working tree: {len(dirty)} uncommitted change(s) (first: "
+                          f"{dirty[0].strip()}); commit or stash them so every manifest "
+                          "records a clean commit")
+    runner = _Runner()
+    previous = signal.signal(signal.SIGTERM, runner.handle_sigterm)
+    try:
+        failed = run_cells(cells, runner=runner)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(status(cells))
+    print("tables and report: python -m experiments.tables; commit results/ when you are done")
+    if runner.stopping:
+        return 143
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run_main(main))

@@ -1,50 +1,362 @@
-"""The reproduction plans: every entry is a valid command, and the results table is right."""
+"""experiments.reproduce (the table driver) and experiments.tables (statistics, report)."""
 
 import json
+import pathlib
+import subprocess
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 from experiments import cli, glue, reproduce
+from experiments.tables import analysis, reproduction, trivial, write
+from experiments.tables import rows as rows_lib
+from tests.experiment_utils import SMALL, run_cli
 from tkd_jax.config import RunConfig
+from tkd_jax.errors import ConfigError
+
+ALL_TASKS = rows_lib.DEFAULT_TASKS + rows_lib.OPTIONAL_TASKS
 
 
-@pytest.mark.parametrize("plan", sorted(reproduce.PLANS))
-def test_every_plan_entry_builds_its_config(plan):
-    names = [name for name, *_ in reproduce.PLANS[plan]]
-    assert len(names) == len(set(names))
-    for name, task, recipe, extra in reproduce.PLANS[plan]:
-        cmd = reproduce._command(task, recipe, "W", extra, "runs/" + plan, seed=0)
-        rest, overrides = cli.split_overrides(cmd[3:])
-        _, config = glue.parse(cmd[3:])  # raises on a bad key/value
+def test_every_planned_command_builds_its_config():
+    cells = reproduce.plan(ALL_TASKS, rows_lib.ROWS, seeds=2, runs_dir="results/runs")
+    for c in cells:
+        if not c.argv:
+            continue
+        rest, overrides = cli.split_overrides(list(c.argv))
+        args = dict(zip(rest[::2], rest[1::2], strict=True))
+        assert (args["--task"], args["--recipe"], args["--seed"]) == (
+            c.task, c.row.recipe, str(c.seed))
+        assert args["--workdir"] == f"results/runs/{c.task}/{c.row.name}/seed{c.seed}"
+        _, config = glue.parse(list(c.argv))  # raises on a bad key or value
         RunConfig.from_config_dict(config, num_devices=1)  # and on a contradiction
-        for key, value in dict(overrides).items():  # the last occurrence of a key wins
+        for key, value in overrides:
             node = config
             for part in key.split("."):
                 node = node[part]
-            assert node == cli._coerce(key, node, value), (name, key)
-        assert "--teacher_run" not in rest or rest[rest.index("--teacher_run") + 1].startswith(
-            "runs/" + plan + "/"), name
+            assert node == cli._coerce(key, node, value), (c.workdir, key)
+        if c.row.teacher:  # a student learns from the same seed's teacher
+            assert args["--teacher_run"] == f"results/runs/{c.task}/teacher/seed{c.seed}"
+        else:
+            assert "--teacher_run" not in args
+        family = {"teacher": "pretrained", "student": "minilm_l3", "bilstm": "bilstm",
+                  "paper": "paper"}
+        if c.row.family in family:
+            assert config.model == family[c.row.family], c.workdir
+        if c.row.name in ("rnn", "lstm", "cnn"):
+            assert config.model == c.row.name
+        assert config.distill.enabled == (c.row.recipe in ("tkd", "kd"))
 
 
-def test_write_table(tmp_path):
-    out = tmp_path / "mrpc_tkd"
-    for name, f1 in (("b", 0.5), ("a", 0.8754)):
-        (out / name).mkdir(parents=True)
-        metrics = {"task": "mrpc", "recipe": "tkd", "metrics": {"f1": f1, "accuracy": 0.75},
-                   "num_params": 1234567, "train_seconds": 12.4,
-                   "train_examples_per_second": 55.55}
-        (out / name / "final_metrics.json").write_text(json.dumps(metrics))
-        (out / name / "command.txt").write_text(f"python -m experiments.glue --x {name}\n")
-    reproduce.write_table("mrpc_tkd", out)
-    text = (out / "README.md").read_text()
-    assert reproduce.DESCRIPTIONS["mrpc_tkd"] in text
-    rows = [line for line in text.splitlines() if line.startswith("| a |") or
-            line.startswith("| b |")]
-    assert rows == ["| a | mrpc | tkd | 0.7500 | 0.8754 |  |  |  |  | 1,234,567 | 12 | 55.5 |",
-                    "| b | mrpc | tkd | 0.7500 | 0.5000 |  |  |  |  | 1,234,567 | 12 | 55.5 |"]
-    assert "- a: `python -m experiments.glue --x a`" in text
-    assert "Produced by `python -m experiments.reproduce --plan mrpc_tkd` on CPU" in text
-    reproduce.write_table("mrpc_tkd", out, "python -m experiments.reproduce --plan mrpc_tkd "
-                          "--seed=1")
-    assert "Produced by `python -m experiments.reproduce --plan mrpc_tkd --seed=1` on CPU" in (
-        out / "README.md").read_text()
+def test_plan_covers_the_issue_rows_and_pairs_seeds():
+    cells = reproduce.plan(rows_lib.DEFAULT_TASKS, rows_lib.ROWS, seeds=5)
+    count = lambda row: sum(c.row.name == row for c in cells)
+    assert count("teacher") == count("tkd") == count("tnlp") == count("kd") == 6 * 5
+    assert count("tkd_paper") == count("tnlp_paper") == 5 * 5  # not on SST-2
+    assert count("majority") == 5 and count("positive") == 5  # no STS-B, one run each
+    assert len(cells) == len({c.workdir for c in cells})
+    order = [c.workdir for c in cells]
+    for c in cells:  # teachers come before their students
+        if c.teacher is not None:
+            assert order.index(c.teacher) < order.index(c.workdir)
+    sst2 = [c for c in cells if c.task == "sst2" and c.row.name == "teacher"]
+    assert "--config.num_epochs=2" in sst2[0].argv
+    table2 = {r.name for r in rows_lib.rows_for("2")}
+    assert table2 == {"teacher", "tkd", "rnn", "lstm", "cnn", "tkd_paper", "majority",
+                      "positive"}
+    assert {"tnlp", "tkd_scratch", "tnlp_ft", "kd", "bilstm"} <= {
+        r.name for r in rows_lib.rows_for("3")}
+
+
+def _finish(cell, seconds):
+    cell.workdir.mkdir(parents=True, exist_ok=True)
+    (cell.workdir / "final_metrics.json").write_text(json.dumps({"train_seconds": seconds}))
+    (cell.workdir / "predictions.json").write_text("{}")
+
+
+def test_status_estimates_from_measured_times(tmp_path):
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd", "tnlp")]
+    cells = reproduce.plan(["mrpc", "rte"], rows, seeds=2, runs_dir=tmp_path)
+    by = {(c.task, c.row.name, c.seed): c for c in cells}
+    _finish(by["mrpc", "teacher", 0], 300.0)
+    _finish(by["mrpc", "teacher", 1], 500.0)
+    _finish(by["mrpc", "tkd", 0], 100.0)
+    by["rte", "tkd", 0].workdir.mkdir(parents=True)  # interrupted
+    (by["rte", "tkd", 0].workdir / "final_metrics.json").write_text("{}")  # no predictions yet
+    seconds, unknown = reproduce.estimate_seconds(cells)
+    # mrpc/tkd seed1: its row's median 100; mrpc/tnlp x2: the student family on mrpc, 100;
+    # rte teacher x2: the teacher family scaled by train size, 400 * 2490 / 3668; rte
+    # students x4: 100 * 2490 / 3668.
+    expect = 100 + 2 * 100 + 2 * 400 * 2490 / 3668 + 4 * 100 * 2490 / 3668
+    assert unknown == 0 and seconds == pytest.approx(expect)
+    text = reproduce.status(cells)
+    assert "mrpc   teacher          2     0" in text
+    assert "rte    tkd              0     2  (1)" in text
+    assert f"estimated {expect / 3600:.2f} hours left" in text.splitlines()[-1]
+
+
+def _git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def test_uncommitted_ignores_only_new_run_outputs(tmp_path):
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    runs = tmp_path / "results" / "runs"
+    (runs / "rte" / "tkd" / "seed0").mkdir(parents=True)
+    (runs / "rte" / "tkd" / "seed0" / "final_metrics.json").write_text("{}")
+    assert reproduce.uncommitted(tmp_path, runs) == []
+    (tmp_path / "results" / "table.md").write_text("edited\n")  # tracked: next run +dirty
+    (tmp_path / "new.py").write_text("")
+    assert reproduce.uncommitted(tmp_path, runs) == [" M results/table.md", "?? new.py"]
+
+
+class _FakeRunner:
+    stopping = False
+
+    def __init__(self, fail=()):
+        self.calls, self.fail = [], set(fail)
+
+    def run(self, argv):
+        self.calls.append(argv)
+        workdir = argv[argv.index("--workdir") + 1]
+        if workdir in self.fail:
+            return 2
+        _finish(reproduce.Cell("", rows_lib.ROWS[0], 0, pathlib.Path(workdir), (), None), 1.0)
+        return 0
+
+
+def test_run_cells_skips_done_waits_for_teachers_and_counts_failures(tmp_path):
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd", "cnn")]
+    cells = reproduce.plan(["rte"], rows, seeds=2, runs_dir=tmp_path)
+    by = {(c.row.name, c.seed): c for c in cells}
+    _finish(by["cnn", 0], 5.0)
+    runner = _FakeRunner(fail={str(by["teacher", 1].workdir)})
+    failed = reproduce.run_cells(cells, runner=runner)
+    ran = [a[a.index("--workdir") + 1] for a in runner.calls]
+    assert ran == [str(by[k].workdir) for k in (("teacher", 0), ("tkd", 0), ("teacher", 1),
+                                                ("cnn", 1))]
+    assert failed == 2  # the failed teacher and its student, which never started
+    assert not by["tkd", 1].workdir.exists()
+    record = json.loads((by["teacher", 0].workdir / reproduce.DRIVER_FILE).read_text())
+    assert record["attempts"] == 1 and record["wall_seconds"] >= 0
+    assert not (by["cnn", 0].workdir / reproduce.DRIVER_FILE).exists()  # finished before
+    runner = _FakeRunner()
+    assert reproduce.run_cells(cells, runner=runner) == 0  # restart: only what is left
+    assert [a[a.index("--workdir") + 1] for a in runner.calls] == [
+        str(by["teacher", 1].workdir), str(by["tkd", 1].workdir)]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--table", "4"], "invalid choice"),
+    (["--table", "2", "--rows", "tkd,bert"], "--rows bert: unknown row"),
+    (["--table", "2", "--tasks", "rte,imdb"], "unknown GLUE task 'imdb'"),
+    (["--table", "2", "--override", "model=tiny"], "--override: the table runs"),
+    (["--table", "2", "--seeds", "0"], "--seeds 0: expected at least 1"),
+])
+def test_bad_arguments_are_config_errors(argv, match):
+    with pytest.raises(ConfigError, match=match):
+        reproduce.main(argv)
+
+
+def test_refuses_a_dirty_tree(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "uncommitted", lambda root, runs: [" M tkd_jax/stats.py"])
+    with pytest.raises(ConfigError, match=r"working tree: 1 uncommitted change\(s\) \(first: "
+                       r"M tkd_jax/stats.py\)"):
+        reproduce.main(["--table", "2", "--tasks", "rte", "--runs_dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
+
+
+def test_trivial_baselines_on_a_three_class_stand_in(tmp_path):
+    mnli = tmp_path / "MNLI"
+    mnli.mkdir()
+    labels = ["neutral", "entailment", "neutral", "contradiction", "neutral"]
+    for name, labs in (("dev_matched", labels), ("dev_mismatched", labels[:3])):
+        rows = ["index\tsentence1\tsentence2\tgold_label"] + [
+            f"{i}\tA premise {i}.\tA hypothesis.\t{lab}" for i, lab in enumerate(labs)]
+        (mnli / f"{name}.tsv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "runs" / "mnli" / "majority" / "seed0"
+    final = trivial.write_run("mnli", "majority", run, data_dir=tmp_path)
+    assert final["split"] == "dev_matched" and final["metrics"]["accuracy"] == 0.6
+    assert final["other_splits"]["dev_mismatched"]["accuracy"] == pytest.approx(2 / 3)
+    preds = json.loads((run / "predictions.json").read_text())
+    assert preds["dev_matched"]["prediction"] == [1] * 5  # neutral is class 1
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["class_name"] == "neutral" and "MNLI/dev_matched.tsv" in manifest[
+        "data_files_sha256"]
+    assert not rows_lib.ROW_BY_NAME["positive"].applies_to("mnli")
+
+
+# ----------------------------------------------------------------------- tables and report
+
+N_DEV = 200
+
+
+def _fake_run(root, task, row, seed, pred, labels):
+    d = root / task / row / f"seed{seed}"
+    d.mkdir(parents=True)
+    acc = float(np.mean(pred == labels))
+    tp, fp, fn = [int(np.sum((pred == p) & (labels == t))) for p, t in ((1, 1), (1, 0), (0, 1))]
+    metrics = {"accuracy": acc, "f1": 2 * tp / (2 * tp + fp + fn)}
+    metrics["glue_score"] = (metrics["accuracy"] + metrics["f1"]) / 2
+    (d / "final_metrics.json").write_text(json.dumps({
+        "task": task, "split": "dev", "metrics": metrics, "num_params": 10,
+        "train_seconds": 60.0}))
+    (d / "predictions.json").write_text(json.dumps({"dev": {
+        "index": list(range(N_DEV)), "prediction": pred.tolist(), "label": labels.tolist()}}))
+    (d / "manifest.json").write_text(json.dumps({"git_commit": "0" * 40}))
+
+
+@pytest.fixture(scope="module")
+def fake_runs(tmp_path_factory):
+    """MRPC-shaped runs, errors per seed s: tkd 2+s, cnn 40+2s, lstm 41+(3s mod 5) (no
+    better than cnn), rnn 70+(s mod 2); tnlp and kd have 2 seeds only."""
+    root = tmp_path_factory.mktemp("runs")
+    labels = (np.arange(N_DEV) % 3 != 0).astype(int)
+    errors = {"tkd": lambda s: 2 + s, "cnn": lambda s: 40 + 2 * s,
+              "lstm": lambda s: 41 + 3 * s % 5, "rnn": lambda s: 70 + s % 2,
+              "tnlp": lambda s: 30 + s, "kd": lambda s: 50 + s}
+    for row, count in errors.items():
+        for seed in range(2 if row in ("tnlp", "kd") else 5):
+            pred = labels.copy()
+            wrong = (np.arange(count(seed)) * 7 + seed) % N_DEV
+            pred[wrong] = 1 - pred[wrong]
+            _fake_run(root, "mrpc", row, seed, pred, labels)
+    _fake_run(root, "mrpc", "positive", 0, np.ones(N_DEV, int), labels)
+    return root
+
+
+def test_cell_summary_and_table_text(fake_runs):
+    cells = analysis.collect(fake_runs)
+    acc = [c.metric("accuracy") for c in cells["mrpc", "cnn"]]
+    assert acc == [1 - (40 + 2 * s) / N_DEV for s in range(5)]
+    s = analysis.summarize(cells["mrpc", "cnn"], "accuracy")
+    lo, hi = sps.t.interval(0.95, 4, loc=np.mean(acc), scale=sps.sem(acc))
+    assert (s.ci_low, s.ci_high) == (pytest.approx(lo), pytest.approx(hi))
+    text = write.table_markdown("2", cells, ["mrpc"])
+    assert (f"| CNN | {write.cell_text(analysis.summarize(cells['mrpc', 'cnn'], 'glue_score'))}"
+            f" | {write.cell_text(s)} |") in text
+    assert "| CNN | " in text and " | 96.58 / 93.78 |" in text
+    assert "| Always class 1 (constant) | " in text and "(n=1)" in text
+    assert "| RNN | " in text and "| Teacher (all-MiniLM-L6-v2, fine-tuned) | — | — | — |" in text
+
+
+def test_comparisons_and_verdicts(fake_runs):
+    cells = analysis.collect(fake_runs)
+    comps = analysis.comparisons(cells, ["mrpc"], n_resamples=2000)
+    get = lambda a, b, m="accuracy": next(c for c in comps if (c.a, c.b, c.metric) == (a, b, m))
+    tkd_cnn = get("tkd", "cnn")
+    va = [r.metric("accuracy") for r in cells["mrpc", "tkd"]]
+    vb = [r.metric("accuracy") for r in cells["mrpc", "cnn"]]
+    assert tkd_cnn.ttest.p == pytest.approx(sps.ttest_rel(va, vb).pvalue)
+    assert tkd_cnn.bootstrap.diff == pytest.approx(np.mean(va) - np.mean(vb))
+    assert tkd_cnn.verdict() == "holds"
+    assert get("cnn", "lstm").verdict() == "not supported"
+    assert get("lstm", "rnn").verdict() == "holds"
+    assert get("tkd", "tnlp").verdict() == "not supported"  # 2 seeds
+    assert get("tkd", "kd").ttest.n == 2
+    assert get("tkd", "positive").ttest.n == 5  # one-sample against the constant
+    scratch = next(c for c in comps if c.a == "tkd_scratch")
+    assert scratch.verdict() == "not supported" and "no runs of tkd_scratch" in scratch.note
+    tested = [c for c in comps if c.metric == "accuracy" and c.ttest and c.ttest.p == c.ttest.p]
+    adjusted = analysis.stats.holm([c.ttest.p for c in tested])
+    assert [c.p_t_holm for c in tested] == pytest.approx(list(adjusted))
+    md = reproduction.render(cells, ["mrpc"], comps, seeds=5, provenance={
+        "runs": 28, "code": {"code x": ["0" * 40]}, "dirty": 0, "mismatches": [],
+        "train_hours": 0.5})
+    assert "- mrpc (accuracy): **not supported**" in md  # cnn > lstm is not shown
+    assert "tkd > cnn: **holds**" in md
+    assert "- mrpc: accuracy consistent: ours 98.00 [" in md  # 2-6 errors in 200
+    assert "- mrpc / teacher: seeds 0, 1, 2, 3, 4" in md and "- mrpc / tnlp: seeds 2, 3, 4" in md
+    assert analysis.prediction_mismatches(cells) == []
+
+
+def test_tables_command_writes_every_file(fake_runs, tmp_path):
+    from experiments.tables.__main__ import build
+
+    written = build(fake_runs, tmp_path, ["mrpc"], seeds=5, n_resamples=200,
+                    root=reproduce.repo_root())
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in written)
+    assert names == ["REPRODUCTION.md", "tables/comparisons.csv", "tables/table2.csv",
+                     "tables/table2.md", "tables/table2.png", "tables/table3.csv",
+                     "tables/table3.md", "tables/table3.png"]
+    rows = (tmp_path / "tables" / "table2.csv").read_text().splitlines()
+    assert rows[0] == "task,row,label,metric,n,mean,sd,ci_low,ci_high,seeds,paper"
+    assert any(r.startswith("mrpc,cnn,CNN,accuracy,5,") and r.endswith(",0 1 2 3 4,96.58")
+               for r in rows)
+    assert (tmp_path / "tables" / "table2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_driver_runs_resumes_and_verify_reproduces_a_tiny_cell(glue_dir, tmp_path):
+    """The command-line path end to end: a tiny T-NLP cell on an RTE slice and the majority
+    baseline; a second start runs nothing; experiments.verify re-runs the cell exactly."""
+    runs = tmp_path / "runs"
+    args = ["--table", "3", "--tasks", "rte", "--seeds", "1", "--rows",
+            "tnlp_scratch,majority", "--runs_dir", runs, "--allow_dirty",
+            *(f"--override={a[len('--config.'):]}" for a in SMALL), "--override=num_epochs=1"]
+    env = {"GLUE_DIR": str(glue_dir)}
+    first = run_cli(args, module="experiments.reproduce", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr[-2000:]
+    cell = runs / "rte" / "tnlp_scratch" / "seed0"
+    manifest = json.loads((cell / "manifest.json").read_text())
+    assert json.loads((cell / "final_metrics.json").read_text())["recipe"] == "transformer"
+    assert manifest["config"]["model"] == "tiny" and manifest["seed"] == 0
+    again = run_cli(args, module="experiments.reproduce", env=env)
+    assert again.returncode == 0 and "start:" not in again.stdout
+    assert "total: 2 done, 0 left" in again.stdout
+    proc = run_cli([cell], module="experiments.verify", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith(
+        "identical (final metrics without timing keys, and every prediction)")
+
+
+def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):
+    from experiments.tables import provenance
+
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd")]
+    cells = reproduce.plan(["rte"], rows, seeds=2, runs_dir=tmp_path)
+    for c in cells:
+        c.workdir.mkdir(parents=True)
+        steps = 10 + c.seed
+        (c.workdir / "final_metrics.json").write_text(json.dumps(
+            {"split": "dev", "metrics": {}, "steps": steps}))
+        manifest = {"argv": list(c.argv), "config_fingerprint": f"fp{c.seed}"}
+        if c.row.name == "tkd":
+            manifest["teacher"] = {"run_dir": str(c.teacher), "config_fingerprint": f"fp{c.seed}",
+                                   "step": steps, "params_sha256": f"{c.seed}" * 64}
+        (c.workdir / "manifest.json").write_text(json.dumps(manifest))
+    collected = analysis.collect(tmp_path)
+    assert provenance.off_plan(collected, tmp_path) == []
+    assert provenance.teacher_problems(collected) == []
+    student = tmp_path / "rte" / "tkd" / "seed1"
+    manifest = json.loads((student / "manifest.json").read_text())
+    manifest["argv"].append("--config.learning_rate=1e-3")
+    manifest["teacher"].update(step=5, run_dir=str(tmp_path / "rte" / "teacher" / "seed0"))
+    (student / "manifest.json").write_text(json.dumps(manifest))
+    collected = analysis.collect(tmp_path)
+    assert provenance.off_plan(collected, tmp_path) == [
+        f"{student}: recorded command differs from the plan's"]
+    assert provenance.teacher_problems(collected) == [
+        f"{student}: learnt from {str(tmp_path / 'rte' / 'teacher' / 'seed0')!r}, not its "
+        "teacher cell",
+        f"{student}: teacher step 5 is not the teacher's final step 11"]
+
+
+def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
+    for row, params, secs in (("teacher", 22713986, 300.0), ("tkd", 17390594, 100.0)):
+        d = tmp_path / "mrpc" / row / "seed0"
+        d.mkdir(parents=True)
+        (d / "final_metrics.json").write_text(json.dumps(
+            {"num_params": params, "train_seconds": secs, "metrics": {}}))
+    cells = analysis.collect(tmp_path)
+    latency = [{"run": "results/runs/mrpc/teacher/seed0", "median_ms": 10.24},
+               {"run": "results/runs/mrpc/tkd/seed0/", "median_ms": 4.91}]
+    lines = reproduction.cost_lines(cells, ["mrpc", "rte"], latency)
+    assert lines[2] == "| mrpc | 22,713,986 | 17,390,594 | 300 / 100 | 10.24 / 4.91 (2.09x) |"
+    assert not any(line.startswith("| rte") for line in lines)
+    assert reproduction.cost_lines(cells, ["mrpc"], None)[2].endswith("| not measured |")

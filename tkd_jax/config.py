@@ -32,6 +32,7 @@ from tkd_jax.recipes import Recipe, get_recipe
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 PARALLEL = ("jit", "pmap")
+PARAM_LAYOUTS = ("replicated", "tensor", "fsdp")
 SCHEDULES = ("linear", "cosine", "constant")
 DATA_SOURCES = ("auto", "local", "hub", "tfds")
 TOKENIZERS = ("teacher", "trained")
@@ -231,6 +232,8 @@ class RunConfig:
     loss_scale_growth_interval: int
     parallel: str
     num_devices: int
+    param_layout: str
+    model_parallelism: int
     # objectives
     distill: DistillConfig
     mlm: MLMConfig
@@ -332,6 +335,8 @@ class RunConfig:
                                                  c.loss_scale_growth_interval, 1),
             parallel=_choice("parallel", c.parallel, PARALLEL),
             num_devices=_at_least("num_devices", c.num_devices, 0, ">= 0 (0 = all)"),
+            param_layout=_choice("param_layout", c.param_layout, PARAM_LAYOUTS),
+            model_parallelism=_at_least("model_parallelism", c.model_parallelism, 1),
             distill=distill, mlm=MLMConfig.from_dict(c.mlm),
             eval_every_steps=_at_least("eval_every_steps", c.eval_every_steps, 0),
             checkpoint_every_steps=_at_least("checkpoint_every_steps", c.checkpoint_every_steps,

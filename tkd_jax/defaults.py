@@ -68,6 +68,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.loss_scale_growth_interval = 2000  # fp16: finite steps before the scale doubles
     c.parallel = "jit"  # jit (device mesh + NamedSharding) | pmap
     c.num_devices = 0  # 0: all devices
+    c.param_layout = "replicated"  # replicated (pure data parallel) | tensor | fsdp (sharding.py)
+    c.model_parallelism = 1  # devices per model group (tensor / fsdp layouts)
 
     # --- distillation (recipes tkd, kd) --------------------------------------------------------
     c.distill = ml_collections.ConfigDict()

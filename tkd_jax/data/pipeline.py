@@ -14,6 +14,7 @@ import dataclasses
 import pathlib
 from typing import Any
 
+import jax
 import numpy as np
 
 from tkd_jax.data.batching import bucket_lengths
@@ -80,7 +81,7 @@ def make_tokenizer(cfg, train_split, pretrained, workdir):
         return Tokenizer.from_file(str(saved))
     texts = list(train_split.text_a) + list(train_split.text_b or [])
     tok = train_wordpiece(texts, vocab_size=cfg.vocab_size)
-    if saved is not None:
+    if saved is not None and jax.process_index() == 0:
         tok.save(str(saved))
     return tok
 

@@ -104,7 +104,9 @@ def soft_label_cache(teachers: list[TeacherRun], encoded, task_files, *, dp, buc
                                        batch_size=batch_size, buckets=buckets)
                         for t in teachers], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
+    # Every process holds the whole cache; each writes its own temp file and renames it over
+    # the same (identical) result, so concurrent writers never share a half-written file.
+    tmp = path.with_name(f"{path.name}.tmp{jax.process_index()}.npy")
     np.save(tmp, stacked)
     os.replace(tmp, path)
     return stacked

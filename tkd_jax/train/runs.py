@@ -128,9 +128,16 @@ def load_run_params(run_dir, *, step: int | None = None) -> dict:
     """params["model"] of a finished run's final (or given) checkpoint, as NumPy arrays."""
     ckpt_dir = pathlib.Path(run_dir).absolute() / "checkpoints"
     step = final_step(run_dir) if step is None else step
+    path = ckpt_dir / str(step) / "state"
     try:
         with ocp.StandardCheckpointer() as ckptr:
-            restored = ckptr.restore(ckpt_dir / str(step) / "state")
+            # An explicit single-device target: the run may have been written by another device
+            # or process count, which orbax refuses to restore into without one.
+            local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            meta = ckptr.metadata(path).item_metadata.tree
+            target = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), meta)
+            restored = ckptr.restore(path, target)
     except Exception as e:  # orbax raises many types for unreadable checkpoints
         first = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"{ckpt_dir / str(step)}: unreadable checkpoint "

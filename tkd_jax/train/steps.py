@@ -30,6 +30,7 @@ class StepSpec:
     objective: Any  # a tkd_jax.train.objectives objective
     fp16: bool = False  # dynamic loss scaling, skip non-finite steps
     axis_name: str | None = None  # set under pmap (DataParallel.axis_name)
+    philox: bool = True  # Philox dropout keys (one device only, see dropout_key)
 
 
 # XLA:CPU lowers threefry2x32 as a rolled 5-iteration loop over the whole mask, which made the
@@ -42,7 +43,10 @@ def dropout_key(rng):
     """The key handed to the model's dropout: Philox-4x32 seeded with 64 bits drawn from ``rng``.
 
     ``rng`` is any JAX key (raw ``uint32[2]`` or typed). The result is a deterministic function of
-    ``rng``. On a jax without Philox the ``rng`` itself is returned.
+    ``rng``. On a jax without Philox the ``rng`` itself is returned. Only for single-device
+    steps: with jax 0.10 a Philox key inside a step jitted over several devices fails to lower
+    ("Unable to convert MHLO to StableHLO"), so multi-device runs keep threefry
+    (``StepSpec.philox=False``).
     """
     seed = jax.random.bits(rng, (2,), jnp.uint32)
     try:
@@ -58,7 +62,7 @@ def train_step(state, batch, rng, frozen, *, spec: StepSpec, model):
     step_rng = jax.random.fold_in(rng, state.step)
     if axis is not None:  # distinct dropout masks per replica
         step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis))
-    dropout_rng = dropout_key(step_rng)
+    dropout_rng = dropout_key(step_rng) if spec.philox else step_rng
 
     def loss_fn(params):
         return spec.objective.loss(params, batch, frozen, model=model, dropout_rng=dropout_rng,

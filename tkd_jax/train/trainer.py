@@ -35,7 +35,7 @@ from tkd_jax.models.teacher import PretrainedCheckpoint
 from tkd_jax.train import checkpoint as ckpt_lib
 from tkd_jax.train import loop as loop_lib
 from tkd_jax.train import mlm as mlm_lib
-from tkd_jax.train import optim, parallel, reporting, runs, steps
+from tkd_jax.train import multihost, optim, parallel, reporting, runs, steps
 from tkd_jax.train import state as state_lib
 from tkd_jax.train.console import Console
 from tkd_jax.train.evaluate import flatten_eval, make_evaluator
@@ -54,10 +54,11 @@ def enable_compile_cache(directory: str) -> None:
 
 
 def make_parallel(cfg: RunConfig) -> parallel.DataParallel:
-    dp = parallel.DataParallel(cfg.parallel, cfg.num_devices)
-    if cfg.batch_size % jax.process_count():
-        raise ConfigError(f"config.batch_size: {cfg.batch_size} is not divisible by the "
-                          f"{jax.process_count()} processes")
+    dp = parallel.DataParallel(cfg.parallel, cfg.num_devices, param_layout=cfg.param_layout,
+                               model_parallelism=cfg.model_parallelism)
+    for key in ("batch_size", "eval_batch_size"):
+        multihost.check_batch_divisible(getattr(cfg, key), f"config.{key}")
+        dp.check_batch_size(getattr(cfg, key), f"config.{key}")
     return dp
 
 
@@ -104,7 +105,10 @@ def run_loop(cfg: RunConfig, workdir: pathlib.Path, *, dp, model, params, step_s
         workdir / "checkpoints", keep=cfg.keep_checkpoints, best_metric=main_metric,
         async_save=cfg.async_checkpoints)
     start_step, last_eval, prior = 0, None, {}
-    restored = checkpointer.restore(state)
+    # Restore straight into the layout's global shardings: every process reads its shards (a
+    # single-device target may name another host's device), and a sharded state never needs a
+    # full copy on one device.
+    restored = checkpointer.restore(dp.layout.abstract(state))
     if restored is not None:
         state, meta = restored
         check_resumable(meta, cfg.raw, workdir)
@@ -121,8 +125,8 @@ def run_loop(cfg: RunConfig, workdir: pathlib.Path, *, dp, model, params, step_s
             config=cfg.raw.to_dict(), task=cfg.task.name, recipe=cfg.recipe.name,
             seed=cfg.seed, data_files=manifest["data_files"], extra=extra))
     base_rng = dp.put_replicated(np.asarray(state.rng))  # dropout key; saved in the state
-    state = dp.put_replicated(state)
-    frozen = dp.put_replicated(frozen) if frozen else frozen
+    state = dp.put_state(state)
+    frozen = dp.put_frozen(frozen) if frozen else frozen
     train_step = dp.compile_train(steps.train_step, spec=step_spec, model=model)
 
     def batches_for_epoch(epoch, index):
@@ -223,6 +227,7 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     """
     parallel.maybe_initialize_distributed()  # before anything touches a device
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_config_dict(config)
+    multihost.check_same_config(computation_config(cfg.raw))  # every process, the same run
     enable_compile_cache(cfg.compile_cache_dir)
     console = Console(quiet=cfg.quiet or jax.process_index() != 0,
                       progress_bar=cfg.progress_bar)
@@ -253,8 +258,9 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
         model, model_params, model_desc = runs.build_model(
             cfg, num_labels=spec.num_labels, vocab_size=vocab, pretrained=pretrained,
             teacher_runs=teachers, dtype=dtype, rng=init_rng, head_rng=head_rng)
-    runs.save_model_desc(workdir, model_desc)
-    data.tokenizer.save(str(workdir / "tokenizer.json"))
+    if multihost.is_primary():  # one writer per run file, also on a shared filesystem
+        runs.save_model_desc(workdir, model_desc)
+        data.tokenizer.save(str(workdir / "tokenizer.json"))
 
     objective, frozen, transform, extra_params = _objective(
         cfg, model=model, teachers=teachers, data=data, dp=dp, buckets=buckets, rng=init_rng)
@@ -276,7 +282,8 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
         extra["argv"] = list(argv)
     result, final, timing = run_loop(
         cfg, workdir, dp=dp, model=model, params=params,
-        step_spec=steps.StepSpec(objective, fp16=cfg.fp16, axis_name=dp.axis_name),
+        step_spec=steps.StepSpec(objective, fp16=cfg.fp16, axis_name=dp.axis_name,
+                                 philox=dp.num_devices == 1),
         evaluate=evaluate, main_metric=main_metric, batcher=batcher,
         batch_transform=transform, frozen=frozen, hooks=hooks, console=console,
         manifest=dict(data_files=data.files, extra=extra))
@@ -286,9 +293,9 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
         evaluate(result.state)  # resumed after the last eval: recompute the predictions
     out = _final_metrics(cfg, final, eval_splits, num_params, timing, result.step)
     if jax.process_index() == 0:
-        reporting.write_json(workdir / "final_metrics.json", out)
-        if evaluate.predictions:
+        if evaluate.predictions:  # first: a finished run is one whose final_metrics.json exists
             reporting.write_json(workdir / "predictions.json", evaluate.predictions)
+        reporting.write_json(workdir / "final_metrics.json", out)
     shown = {k: round(v, 4) for k, v in out["metrics"].items() if isinstance(v, float)}
     console.print(f"done: {eval_splits[0]} {shown}")
     console.print(f"outputs: {workdir}/final_metrics.json, metrics.jsonl, checkpoints/")

@@ -1,0 +1,199 @@
+"""results/REPRODUCTION.md: the paper's numbers beside ours and a verdict per claim and task.
+
+Claims (Mei et al. 2024, Tables II and III, task unnamed):
+  (a) TKD-NLP reaches 98.32 accuracy / 97.14 F1;
+  (b) TKD-NLP > CNN > LSTM > RNN (accuracy);
+  (c) TKD-NLP > T-NLP > KD-NLP (accuracy).
+A link "A > B" holds on a task when A - B is positive and significant at 0.05 after Holm's
+correction (one family per test and metric kind, over every comparison of every task) in both
+the paired t-test over seeds and the paired bootstrap over dev examples (10,000 resamples);
+"reversed" when both are significant the other way; otherwise it is not supported. A claim
+holds on a task when all its links hold. (a) is read from the interval of our TKD-NLP cell.
+"""
+
+from __future__ import annotations
+
+import math
+
+from experiments.tables import analysis
+from experiments.tables import rows as rows_lib
+from experiments.tables.write import cell_text, pct
+
+CHAINS = {"b": ("tkd", "cnn", "lstm", "rnn"), "c": ("tkd", "tnlp", "kd")}
+LABEL = {r.name: r.label for r in rows_lib.ROWS}
+
+
+def _links(chain) -> list[tuple[str, str]]:
+    return list(zip(chain[:-1], chain[1:], strict=True))
+
+
+def _p(x: float) -> str:
+    return "—" if x is None or math.isnan(x) else (f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}")
+
+
+def absolute_verdict(cells, task: str, key: str, paper: float) -> str:
+    s = analysis.summarize(cells.get((task, "tkd"), []), key)
+    if s is None:
+        return f"not supported: no TKD-NLP runs on {task}"
+    if s.n < 2:
+        return f"not supported: one seed ({pct(s.mean)})"
+    where = (f"ours {pct(s.mean)} [{pct(s.ci_low)}, {pct(s.ci_high)}] vs paper {paper:.2f}")
+    if s.ci_high < paper / 100:
+        return f"not reproduced: {where} (interval below)"
+    if s.ci_low > paper / 100:
+        return f"exceeded: {where} (interval above)"
+    return f"consistent: {where} (interval contains it)"
+
+
+def link_text(c: analysis.Comparison) -> str:
+    if c.ttest is None:
+        return f"{c.a} > {c.b}: not supported ({c.note})"
+    t, b = c.ttest, c.bootstrap
+    boot = (f"bootstrap {pct(b.diff)} [{pct(b.ci_low)}, {pct(b.ci_high)}], "
+            f"p {_p(b.p)} (Holm {_p(c.p_boot_holm)})") if b else f"no bootstrap ({c.note})"
+    return (f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points "
+            f"[{pct(t.ci_low)}, {pct(t.ci_high)}], t-test p {_p(t.p)} (Holm {_p(c.p_t_holm)}), "
+            f"d_z {t.dz:.2f} [{t.dz_low:.2f}, {t.dz_high:.2f}]; {boot}")
+
+
+def _find(comps, task, a, b, key):
+    return next((c for c in comps if (c.task, c.a, c.b, c.metric) == (task, a, b, key)), None)
+
+
+def chain_verdict(comps, task: str, chain) -> tuple[str, list[str]]:
+    key = rows_lib.claim_metric(task)
+    links = [_find(comps, task, a, b, key) for a, b in _links(chain)]
+    texts = [link_text(c) if c else f"{a} > {b}: not compared" for c, (a, b) in
+             zip(links, _links(chain), strict=True)]
+    verdicts = [c.verdict() if c else "not supported" for c in links]
+    if all(v == "holds" for v in verdicts):
+        overall = "holds"
+    elif any(v == "reversed" for v in verdicts):
+        overall = "contradicted (a link is significantly reversed)"
+    else:
+        overall = "not supported"
+    return overall, texts
+
+
+def missing_cells(cells, tasks, seeds: int) -> list[str]:
+    out = []
+    for task in tasks:
+        for r in rows_lib.ROWS:
+            if not r.applies_to(task):
+                continue
+            want = range(seeds if r.seeded else 1)
+            have = {x.seed for x in cells.get((task, r.name), [])}
+            lost = [s for s in want if s not in have]
+            if lost:
+                out.append(f"{task} / {r.name}: seeds {', '.join(map(str, lost))}")
+    return out
+
+
+LATENCY_COMMAND = ("python -m experiments.latency results/runs/TASK/teacher/seed0 "
+                   "results/runs/TASK/tkd/seed0 [...] --json results/tables/latency.json")
+
+
+def _median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if v else None
+
+
+def cost_lines(cells, tasks, latency: list[dict] | None) -> list[str]:
+    """Parameters, train time and (from experiments.latency's JSON) batch-1 latency."""
+    by_run = {str(x["run"]).rstrip("/"): x for x in latency or []}
+    out = ["| task | teacher params | TKD-NLP params | teacher / TKD-NLP train s (median) | "
+           "teacher / TKD-NLP latency ms (median, batch 1) |", "|---" * 5 + "|"]
+    for task in tasks:
+        t, s = cells.get((task, "teacher"), []), cells.get((task, "tkd"), [])
+        if not t or not s:
+            continue
+        secs = [_median(r.final.get("train_seconds", 0.0) for r in rs) for rs in (t, s)]
+        lat = [next((by_run[k]["median_ms"] for r in rs for k in by_run
+                     if k.endswith(f"{task}/{r.row}/seed{r.seed}")), None) for rs in (t, s)]
+        lat_text = (f"{lat[0]:.2f} / {lat[1]:.2f} ({lat[0] / lat[1]:.2f}x)"
+                    if None not in lat else "not measured")
+        out.append(f"| {task} | {t[0].final.get('num_params', 0):,} | "
+                   f"{s[0].final.get('num_params', 0):,} | {secs[0]:.0f} / {secs[1]:.0f} | "
+                   f"{lat_text} |")
+    out += ["", "Latency comes from `results/tables/latency.json` when present, written by "
+            f"`{LATENCY_COMMAND}` on the runs' local checkpoints (one process, runs measured "
+            "one after another; see that file for the machine)."]
+    return out
+
+
+def render(cells, tasks, comps, *, seeds: int, provenance: dict,
+           latency: list[dict] | None = None) -> str:
+    lines = ["# Reproduction of Tables II and III (Mei et al., 2024)", "",
+             "Generated by `python -m experiments.tables` from the runs that "
+             "`python -m experiments.reproduce --table all` made; nothing here is typed in. "
+             "Dev sets, final-epoch metrics; hyperparameters fixed per model family in "
+             "`experiments/configs/repro_*.py` (and `paper.py`) before any run; no selection "
+             "on dev.", "", "## Provenance", ""]
+    lines += [f"- {provenance['runs']} runs; code versions (tkd_jax/, experiments/, "
+              f"pyproject.toml trees): {len(provenance['code'])}"]
+    for key, commits in provenance["code"].items():
+        lines.append(f"  - {key}: {len(commits)} runs, commits "
+                     f"{', '.join(sorted(set(c[:12] for c in commits)))}")
+    lines += [f"- manifests marked +dirty: {provenance['dirty']}",
+              f"- runs without dev predictions (no paired bootstrap for them): "
+              f"{len(provenance.get('no_predictions', []))}",
+              f"- runs whose predictions.json disagrees with final_metrics.json: "
+              f"{len(provenance['mismatches'])}",
+              f"- runs whose recorded command is not the driver's plan for their cell: "
+              f"{len(provenance.get('off_plan', []))}",
+              f"- distilled students whose teacher provenance does not check out: "
+              f"{len(provenance.get('teacher', []))}",
+              f"- total train time of the runs (train_seconds; compile, evaluation and "
+              f"soft-label passes not counted): {provenance['train_hours']:.2f} hours; "
+              f"wall-clock time of the driver's runs (every attempt, start-up included): "
+              f"{provenance.get('wall_hours', 0.0):.2f} hours", ""]
+    lines += ["## The paper's numbers beside ours", "",
+              "Ours: accuracy and F1 in percent, mean ± sd [95% CI] over seeds.", "",
+              "| task | row | paper acc | ours acc | paper F1 | ours F1 |", "|---" * 6 + "|"]
+    for task in tasks:
+        if task in rows_lib.REGRESSION_TASKS:
+            continue
+        for name, paper in rows_lib.PAPER.items():
+            runs = cells.get((task, name), [])
+            lines.append(f"| {task} | {LABEL[name]} | {paper['accuracy']:.2f} | "
+                         f"{cell_text(analysis.summarize(runs, 'accuracy'))} | "
+                         f"{paper['f1']:.2f} | {cell_text(analysis.summarize(runs, 'f1'))} |")
+    resamples = sorted({c.bootstrap.n_resamples for c in comps if c.bootstrap})
+    lines += ["", "## Verdicts", "", __doc__.split("\n\n", 1)[1].strip(),
+              f"Bootstrap resamples: {', '.join(map(str, resamples)) or 'none run'} "
+              f"(seed {analysis.BOOTSTRAP_SEED}).", ""]
+    lines += ["### (a) TKD-NLP reaches 98.32 accuracy / 97.14 F1", ""]
+    for task in tasks:
+        if task in rows_lib.REGRESSION_TASKS:
+            lines.append(f"- {task}: not applicable (regression; no accuracy or F1)")
+            continue
+        lines.append(f"- {task}: accuracy {absolute_verdict(cells, task, 'accuracy', 98.32)}; "
+                     f"F1 {absolute_verdict(cells, task, 'f1', 97.14)}")
+    for claim, title in (("b", "TKD-NLP > CNN > LSTM > RNN"), ("c", "TKD-NLP > T-NLP > KD-NLP")):
+        lines += ["", f"### ({claim}) {title}", ""]
+        for task in tasks:
+            overall, texts = chain_verdict(comps, task, CHAINS[claim])
+            lines.append(f"- {task} ({rows_lib.claim_metric(task)}): **{overall}**")
+            lines += [f"  - {t}" for t in texts]
+    lines += ["", "### Other comparisons", "",
+              "| task | A > B | metric | verdict | diff (points) [95% CI] | p (Holm) | "
+              "bootstrap p (Holm) |", "|---" * 7 + "|"]
+    for c in comps:
+        if c.claim in CHAINS and (c.a, c.b) in _links(CHAINS[c.claim]):
+            continue
+        t = c.ttest
+        diff = f"{pct(t.mean_diff)} [{pct(t.ci_low)}, {pct(t.ci_high)}]" if t else c.note
+        bp = _p(c.p_boot_holm) if c.bootstrap else "—"
+        lines.append(f"| {c.task} | {c.a} > {c.b} | {c.metric} | {c.verdict()} | {diff} | "
+                     f"{_p(c.p_t_holm)} | {bp} |")
+    lines += ["", "## What the student costs", "", *cost_lines(cells, tasks, latency),
+              "", "## Missing cells", ""]
+    missing = missing_cells(cells, tasks, seeds)
+    lines += [f"- {m}" for m in missing] or ["- none"]
+    for key, title in (("no_predictions", "Runs without predictions.json"),
+                       ("mismatches", "Predictions that disagree with final metrics"),
+                       ("off_plan", "Runs not made by the driver's plan"),
+                       ("teacher", "Students whose teacher provenance does not check out")):
+        if provenance.get(key):
+            lines += ["", f"## {title}", ""] + [f"- {m}" for m in provenance[key]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,134 @@
+"""Re-run one cell from its manifest into a scratch directory and print what differs.
+
+    python -m experiments.verify results/runs/mrpc/tkd/seed0 [--scratch DIR] [--keep]
+
+The command is the manifest's "argv" (the `experiments.glue` arguments, paths as given, so run
+this from the directory the driver ran in: the repository root) with `--workdir` pointed at the
+scratch directory; a trivial baseline is recomputed from the dev labels. final_metrics.json is
+compared key by key, timing keys excluded, and predictions.json example by example. Exit 0 when
+everything is identical, 1 otherwise (a failed re-run included); a run directory without a
+readable manifest is a user error (exit 2). Bitwise equality is expected on the same machine
+and package versions; the manifest's git commit is printed beside the current one.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from experiments import cli
+from tkd_jax.errors import CheckpointError
+
+TIMING_KEYS = ("train_seconds", "train_examples_per_second")
+
+
+def rerun_argv(manifest: dict, workdir: str) -> list[str]:
+    """The manifest's experiments.glue arguments with --workdir replaced."""
+    argv = manifest.get("argv")
+    if argv is None:  # manifests written before the engine recorded "argv"
+        argv = list(manifest.get("command", [])[1:])
+    argv = list(argv)
+    if not argv:
+        raise CheckpointError("manifest.json: no \"argv\" (or \"command\") to re-run")
+    if "--workdir" in argv:
+        argv[argv.index("--workdir") + 1] = workdir
+    else:
+        argv += ["--workdir", workdir]
+    return argv
+
+
+def differences(recorded, rerun, path: str = "") -> list[str]:
+    """Every key path where two JSON values differ (exact equality; timing keys skipped)."""
+    if isinstance(recorded, dict) and isinstance(rerun, dict):
+        out = []
+        for key in sorted(set(recorded) | set(rerun)):
+            if key in TIMING_KEYS and not path:
+                continue
+            where = f"{path}.{key}" if path else key
+            if key not in rerun:
+                out.append(f"{where}: only in the recorded run")
+            elif key not in recorded:
+                out.append(f"{where}: only in the re-run")
+            else:
+                out += differences(recorded[key], rerun[key], where)
+        return out
+    if isinstance(recorded, list) and isinstance(rerun, list) and len(recorded) == len(rerun):
+        if all(not isinstance(x, dict | list) for x in recorded + rerun):
+            bad = [i for i, (x, y) in enumerate(zip(recorded, rerun, strict=True)) if x != y]
+            return [f"{path}: {len(bad)} of {len(recorded)} entries differ (first at "
+                    f"{bad[0]}: {recorded[bad[0]]!r} vs {rerun[bad[0]]!r})"] if bad else []
+        return [d for i, (x, y) in enumerate(zip(recorded, rerun, strict=True))
+                for d in differences(x, y, f"{path}[{i}]")]
+    return [] if recorded == rerun else [f"{path}: {recorded!r} recorded, {rerun!r} re-run"]
+
+
+def _read(path: pathlib.Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _head() -> str:
+    from tkd_jax.train import reporting
+
+    return str(reporting.git_commit())
+
+
+def verify(run_dir, scratch) -> tuple[int, list[str]]:
+    """(exit code, report lines) for one run directory re-run into `scratch`."""
+    run_dir, scratch = pathlib.Path(run_dir), pathlib.Path(scratch)
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{run_dir / 'manifest.json'}: cannot read the run's manifest "
+                              f"({type(e).__name__})") from None
+    lines = [f"recorded at commit {manifest.get('git_commit')}; now at {_head()}"]
+    if manifest.get("computed_by") == "experiments.tables.trivial":
+        from experiments.tables import trivial
+
+        trivial.write_run(manifest["task"], manifest["recipe"], scratch)
+        lines.append(f"recomputed {manifest['recipe']} on {manifest['task']}")
+    else:
+        argv = rerun_argv(manifest, str(scratch))
+        lines.append("re-run: " + " ".join(["python", "-m", "experiments.glue", *argv]))
+        code = subprocess.run([sys.executable, "-m", "experiments.glue", *argv]).returncode
+        if code != 0:
+            return 1, [*lines, f"the re-run failed with exit code {code}"]
+    diffs = []
+    for name in ("final_metrics.json", "predictions.json"):
+        recorded, rerun = _read(run_dir / name), _read(scratch / name)
+        if recorded is None and rerun is None:
+            continue
+        if recorded is None or rerun is None:
+            diffs.append(f"{name}: only in the {'re-run' if recorded is None else 'recorded run'}")
+            continue
+        diffs += [f"{name}: {d}" for d in differences(recorded, rerun)]
+    if diffs:
+        return 1, [*lines, f"{len(diffs)} difference(s):", *diffs]
+    return 0, [*lines, "identical (final metrics without timing keys, and every prediction)"]
+
+
+def main(argv: list[str]) -> int:
+    p = cli.make_parser(__doc__.splitlines()[0])
+    p.add_argument("run_dir", help="a finished run directory (results/runs/TASK/ROW/seedS)")
+    p.add_argument("--scratch", help="where to re-run (default: a new temporary directory)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = p.parse_args(argv)
+    base = pathlib.Path(args.scratch or tempfile.mkdtemp(prefix="tkd_verify_"))
+    scratch = base / "run"
+    if scratch.exists():
+        raise CheckpointError(f"--scratch {base}: already holds a run/ directory; a re-run "
+                              "there would resume instead of starting afresh")
+    try:
+        code, lines = verify(args.run_dir, scratch)
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch if args.scratch else base, ignore_errors=True)
+    print("\n".join(lines))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_main(main))

@@ -1,0 +1,102 @@
+"""Every notebook in colab/ executes top to bottom (nbclient) with tiny parameters on real GLUE.
+
+The tiny values are a code cell inserted right after the cell tagged "parameters" (papermill's
+convention), so the notebook's own cells run unchanged; any cell that raises fails the test. The
+kernel imports this checkout first (PYTHONPATH), so the notebook's install cell finds it.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = sorted((REPO / "colab").glob("*.ipynb"))
+TINY_RUN = {"TASK": "rte", "NUM_TRAIN_STEPS": 2, "MAX_TRAIN_EXAMPLES": 32,
+            "MAX_EVAL_EXAMPLES": 32, "MAX_LEN": 32, "BATCH_SIZE": 8,
+            "STUDENT_MODEL": "tiny", "INIT_FROM_TEACHER_LAYERS": (),
+            "EXTRA": {"eval_batch_size": 16, "progress_bar": False, "compile_cache_dir": ""}}
+
+
+def _parameters(name: str, glue_dir, teacher, workdir) -> dict:
+    if name == "01_distill_quickstart":
+        return {**TINY_RUN, "GLUE_DIR": str(glue_dir), "TEACHER": str(teacher),
+                "WORKDIR": str(workdir)}
+    if name == "02_reproduce":
+        return {"RESULTS_DIR": str(REPO / "results"), "METRIC": "accuracy"}
+    raise AssertionError(f"colab/{name}.ipynb has no tiny parameters in tests/test_notebooks.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    """A 2-layer, 16-wide random BERT with the real uncased vocabulary, as an HF directory."""
+    import jax
+
+    from tkd_jax.models import Transformer, get_config
+    from tkd_jax.models.hf_export import save_hf_bert
+    from tkd_jax.models.teacher import resolve_teacher
+
+    config = get_config("tiny", num_labels=0, vocab_size=30522, hidden_size=16, num_heads=2,
+                        intermediate_size=32, num_layers=2, max_len=128)
+    ids = np.zeros((1, 8), np.int32)
+    params = Transformer(config).init(jax.random.PRNGKey(0), ids, np.ones_like(ids))["params"]
+    return save_hf_bert(tmp_path_factory.mktemp("teacher") / "hf", config, params,
+                        resolve_teacher(None) / "vocab.txt")
+
+
+def test_notebooks_are_stored_without_outputs():
+    assert {p.stem for p in NOTEBOOKS} >= {"01_distill_quickstart", "02_reproduce"}
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, path.name
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: expected one cell tagged 'parameters'"
+        source = "\n".join(c.source for c in nb.cells)
+        assert "experiments." not in source.replace("experiments.reproduce", "") \
+            .replace("experiments.verify", ""), f"{path.name}: calls experiments.* internals"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_top_to_bottom(path, glue_dir, tiny_teacher, tmp_path, monkeypatch):
+    nb = nbformat.read(path, as_version=4)
+    params = _parameters(path.stem, glue_dir, tiny_teacher, tmp_path / "runs")
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    injected = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(injected))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    start = time.monotonic()
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError naming the failing cell
+    seconds = time.monotonic() - start
+    print(f"{path.name}: executed in {seconds:.1f} s")
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if "image/png" in o.get("data", {})]
+    assert images, f"{path.name}: drew no figure"
+    if path.stem == "01_distill_quickstart":
+        for run in ("teacher", "tkd", "t_nlp"):
+            final = json.loads((tmp_path / "runs" / run / "final_metrics.json").read_text())
+            assert final["task"] == "rte" and 0 <= final["metrics"]["accuracy"] <= 1
+        assert json.loads((tmp_path / "runs" / "tkd" / "final_metrics.json").read_text())[
+            "recipe"] == "tkd"
+
+
+def test_notebook_setup_cells_are_identical():
+    """Each notebook installs and detects the accelerator the same way (one code to review)."""
+    setups = []
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        setups.append(next(c.source for c in nb.cells if c.source.startswith("# Setup:")))
+    assert len(set(setups)) == 1
+    assert "jax.default_backend()" in setups[0] and "REPO_URL" in setups[0]

@@ -1,0 +1,60 @@
+"""experiments.verify: re-running a cell from its manifest reproduces it exactly."""
+
+import json
+
+import pytest
+
+from experiments import verify
+from experiments.tables import trivial
+from tests.experiment_utils import run_cli
+
+
+def test_differences_skips_timing_and_names_each_key():
+    recorded = {"metrics": {"accuracy": 0.5, "f1": 0.4}, "train_seconds": 3.0, "steps": 4,
+                "confusion_matrix": [[1, 2], [3, 4]]}
+    same = {**recorded, "train_seconds": 9.0, "train_examples_per_second": 1.0}
+    assert verify.differences(recorded, same) == []
+    other = {"metrics": {"accuracy": 0.5, "f1": 0.41}, "steps": 4,
+             "confusion_matrix": [[1, 2], [4, 3]], "extra": 1}
+    assert verify.differences(recorded, other) == [
+        "confusion_matrix[1]: 2 of 2 entries differ (first at 0: 3 vs 4)",
+        "extra: only in the re-run",
+        "metrics.f1: 0.4 recorded, 0.41 re-run"]
+    preds = {"dev": {"prediction": [0, 1, 1, 0]}}
+    assert verify.differences(preds, {"dev": {"prediction": [0, 1, 0, 0]}}) == [
+        "dev.prediction: 1 of 4 entries differ (first at 2: 1 vs 0)"]
+
+
+def test_rerun_argv_replaces_the_workdir():
+    argv = ["--task", "rte", "--workdir", "results/runs/rte/tkd/seed0", "--seed", "0"]
+    assert verify.rerun_argv({"argv": argv}, "/s") == [
+        "--task", "rte", "--workdir", "/s", "--seed", "0"]
+    legacy = {"command": ["glue.py", "--task", "rte", "--workdir", "w"]}  # older manifests
+    assert verify.rerun_argv(legacy, "/s") == ["--task", "rte", "--workdir", "/s"]
+    with pytest.raises(verify.CheckpointError, match="no \"argv\""):
+        verify.rerun_argv({}, "/s")
+
+
+def test_trivial_cell_verifies_and_a_changed_prediction_is_caught(glue_dir, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+    run = tmp_path / "mrpc" / "positive" / "seed0"
+    final = trivial.write_run("mrpc", "positive", run)
+    assert final["metrics"]["f1"] == pytest.approx(2 * 279 / (2 * 279 + 129))  # 279 of 408
+    code, lines = verify.verify(run, tmp_path / "scratch1")
+    assert code == 0 and lines[-1].startswith("identical")
+    preds = json.loads((run / "predictions.json").read_text())
+    preds["dev"]["prediction"][5] = 0
+    (run / "predictions.json").write_text(json.dumps(preds))
+    code, lines = verify.verify(run, tmp_path / "scratch2")
+    assert code == 1
+    assert "predictions.json: dev.prediction: 1 of 408 entries differ (first at 5: 0 vs 1)" in (
+        lines)
+
+
+def test_missing_manifest_is_a_user_error(tmp_path):
+    proc = run_cli([tmp_path], module="experiments.verify", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'manifest.json'}: cannot read the run's manifest "
+        "(FileNotFoundError)"]
