@@ -70,6 +70,10 @@ class TransformerConfig:
     dtype: Any = jnp.float32  # compute dtype (jnp.bfloat16 for mixed precision)
     param_dtype: Any = jnp.float32  # parameter storage dtype
     initializer_range: float = 0.02  # std of the normal init of kernels and embeddings
+    # Per-layer sizes of a structurally pruned model; () = uniform num_heads / intermediate_size.
+    # Head size stays hidden_size / num_heads, so layer i's Q/K/V width is heads_i * d_k.
+    layer_num_heads: tuple[int, ...] = ()
+    layer_intermediate_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
         checks = {
@@ -95,6 +99,27 @@ class TransformerConfig:
             )
         if self.num_labels < 0:
             raise ConfigError(f"TransformerConfig.num_labels must be >= 0, got {self.num_labels}")
+        for field, most in (("layer_num_heads", self.num_heads),
+                            ("layer_intermediate_sizes", None)):
+            sizes = tuple(int(n) for n in getattr(self, field))  # JSON gives lists
+            object.__setattr__(self, field, sizes)
+            if sizes and (len(sizes) != self.num_layers
+                          or any(n < 1 or (most and n > most) for n in sizes)):
+                bound = f"in [1, {most}]" if most else ">= 1"
+                raise ConfigError(
+                    f"TransformerConfig.{field}={sizes}: expected () or {self.num_layers} "
+                    f"sizes, each {bound}"
+                )
+
+    def heads_of(self, layer: int) -> int:
+        """Attention heads of encoder layer ``layer``."""
+        return self.layer_num_heads[layer] if self.layer_num_heads else self.num_heads
+
+    def intermediate_of(self, layer: int) -> int:
+        """FFN width d_ff of encoder layer ``layer``."""
+        if self.layer_intermediate_sizes:
+            return self.layer_intermediate_sizes[layer]
+        return self.intermediate_size
 
     def replace(self, **overrides) -> TransformerConfig:
         return _replace(self, overrides)
@@ -231,20 +256,22 @@ class SelfAttention(nn.Module):
     """
 
     config: TransformerConfig
+    layer: int = 0  # index in the stack (per-layer head counts of a pruned model)
 
     @nn.compact
     def __call__(self, x, key_mask, *, deterministic: bool = True):
         cfg = self.config
         b, length, _ = x.shape
-        heads = cfg.num_heads
-        split = (b, length, heads, cfg.hidden_size // heads)
-        q = _dense(cfg, cfg.hidden_size, "query")(x).reshape(split)  # [b, l, h, d_k]
-        k = _dense(cfg, cfg.hidden_size, "key")(x).reshape(split)
-        v = _dense(cfg, cfg.hidden_size, "value")(x).reshape(split)
+        heads = cfg.heads_of(self.layer)
+        split = (b, length, heads, cfg.hidden_size // cfg.num_heads)
+        width = heads * split[-1]
+        q = _dense(cfg, width, "query")(x).reshape(split)  # [b, l, h, d_k]
+        k = _dense(cfg, width, "key")(x).reshape(split)
+        v = _dense(cfg, width, "value")(x).reshape(split)
         probs = attention_probs(q, k, key_mask, cfg.dtype)  # [b, h, l, l] fp32
         dropped = nn.Dropout(cfg.attention_dropout_rate)(probs, deterministic=deterministic)
         context = attention_context(dropped, v, dtype=cfg.dtype)
-        return context.reshape(b, length, cfg.hidden_size), probs  # concat(head_1..head_h)
+        return context.reshape(b, length, width), probs  # concat(head_1..head_h)
 
 
 class AddNorm(nn.Module):
@@ -267,10 +294,11 @@ class Attention(nn.Module):
     """Eq 5 inside a residual block: LayerNorm(x + Dropout(Concat(heads) W^O))."""
 
     config: TransformerConfig
+    layer: int = 0
 
     @nn.compact
     def __call__(self, x, key_mask, *, deterministic: bool = True):
-        context, probs = SelfAttention(self.config, name="self")(
+        context, probs = SelfAttention(self.config, self.layer, name="self")(
             x, key_mask, deterministic=deterministic
         )
         out = AddNorm(self.config, name="output")(context, x, deterministic=deterministic)
@@ -281,24 +309,27 @@ class Intermediate(nn.Module):
     """First half of eq 6: act(x W_1 + b_1), ``[b, l, hidden] -> [b, l, intermediate]``."""
 
     config: TransformerConfig
+    layer: int = 0
 
     @nn.compact
     def __call__(self, x):
         cfg = self.config
-        return ACTIVATIONS[cfg.activation](_dense(cfg, cfg.intermediate_size, "dense")(x))
+        width = cfg.intermediate_of(self.layer)
+        return ACTIVATIONS[cfg.activation](_dense(cfg, width, "dense")(x))
 
 
 class EncoderLayer(nn.Module):
     """One post-LN encoder layer: attention block then FFN block (eq 6), both residual."""
 
     config: TransformerConfig
+    layer: int = 0
 
     @nn.compact
     def __call__(self, x, key_mask, *, deterministic: bool = True):
-        x, probs = Attention(self.config, name="attention")(
+        x, probs = Attention(self.config, self.layer, name="attention")(
             x, key_mask, deterministic=deterministic
         )
-        h = Intermediate(self.config, name="intermediate")(x)
+        h = Intermediate(self.config, self.layer, name="intermediate")(x)
         x = AddNorm(self.config, name="output")(h, x, deterministic=deterministic)
         return x, probs
 
@@ -312,7 +343,8 @@ class LayerStack(nn.Module):
     def __call__(self, x, key_mask, *, deterministic: bool = True):
         states, probs = [x], []
         for i in range(self.config.num_layers):
-            x, p = EncoderLayer(self.config, name=str(i))(x, key_mask, deterministic=deterministic)
+            x, p = EncoderLayer(self.config, i, name=str(i))(x, key_mask,
+                                                              deterministic=deterministic)
             states.append(x)
             probs.append(p)
         return tuple(states), tuple(probs)

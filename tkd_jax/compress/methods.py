@@ -1,0 +1,208 @@
+"""The compression methods of the study, by name: a finished model in, a compressed one out.
+
+Each method is ``fn(ctx) -> Product``: the (possibly smaller) config, its float params, the
+runtime that runs it (``runtime.py``), how each tensor is stored (``storage.py``) and what
+producing it cost. Methods that change weights recover by fine-tuning on the task's training
+split with distillation from the uncompressed model (``finetune.py``) when
+``ctx.finetune_epochs > 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tkd_jax import data as data_lib
+from tkd_jax.compress import finetune as finetune_lib
+from tkd_jax.compress import int8, magnitude, qat, structured
+from tkd_jax.errors import ConfigError
+from tkd_jax.models.transformer import Transformer, TransformerConfig
+
+
+@dataclasses.dataclass
+class Context:
+    """What every method may use. ``encoded_train`` is the run's training split."""
+
+    module: Transformer
+    params: dict
+    spec: Any  # tkd_jax.data TaskSpec
+    encoded_train: Any
+    finetune_epochs: int = 2
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    sparsity: float = 0.5
+    scope: str = "global"
+    head_fraction: float = 0.5
+    ffn_fraction: float = 0.5
+    percentile: float = 100.0
+    importance_examples: int = 512
+    seed: int = 0
+    log: Callable = print
+    cache: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Product:
+    config: TransformerConfig
+    params: dict
+    runtime: str  # a runtime.RUNTIMES name
+    encoding: Callable  # (path tuple, array) -> storage encoding
+    info: dict
+
+
+def f32_encoding(path, w):
+    return "f32"
+
+
+def bf16_encoding(path, w):
+    return "bf16" if int8.channel_axis(path, w) is not None else "f32"
+
+
+def int8_encoding(path, w):
+    return "int8" if int8.channel_axis(path, w) is not None else "f32"
+
+
+def bitmask_encoding(path, w):
+    return "bitmask" if magnitude.is_prunable(path) else "f32"
+
+
+def _finetune(ctx: Context, module, params, **kw):
+    if ctx.finetune_epochs <= 0:
+        return params, {"finetune_epochs": 0, "finetune_seconds": 0.0}
+    out, stats = finetune_lib.finetune(
+        module, params, ctx.encoded_train, num_labels=ctx.spec.num_labels,
+        regression=ctx.spec.is_regression, teacher=(ctx.module, ctx.params),
+        epochs=ctx.finetune_epochs, learning_rate=ctx.learning_rate,
+        batch_size=ctx.batch_size, seed=ctx.seed, log=ctx.log, **kw)
+    return out, {"finetune_epochs": ctx.finetune_epochs, "finetune_steps": stats["steps"],
+                 "finetune_seconds": stats["seconds"], "finetune_final_loss": stats["final_loss"],
+                 "finetune_teacher": "the uncompressed model (online soft labels, alpha 0.5, T 1)",
+                 "finetune_learning_rate": ctx.learning_rate}
+
+
+def fp32(ctx):
+    return Product(ctx.module.config, ctx.params, "fp32", f32_encoding, {})
+
+
+def bf16(ctx):
+    return Product(ctx.module.config, ctx.params, "bf16", bf16_encoding, {})
+
+
+def int8_weight(ctx):
+    return Product(ctx.module.config, ctx.params, "fp32", int8_encoding,
+                   {"note": "int8 on disk, dequantized to fp32 at load",
+                    "percentile": ctx.percentile})
+
+
+def int8_dynamic(ctx):
+    return Product(ctx.module.config, ctx.params, "int8_dynamic", int8_encoding,
+                   {"percentile": ctx.percentile})
+
+
+def _magnitude(ctx, finetune: bool):
+    info = {"sparsity_target": ctx.sparsity, "scope": ctx.scope}
+    if finetune and ctx.finetune_epochs > 0:
+        steps = math.ceil(len(ctx.encoded_train) / ctx.batch_size) * ctx.finetune_epochs
+        sched = {"final_sparsity": ctx.sparsity, "begin": 0, "end": steps // 2,
+                 "frequency": max(1, steps // 20), "scope": ctx.scope}
+        params, ft = _finetune(ctx, ctx.module, ctx.params, prune=sched)
+        info.update(ft, schedule={k: v for k, v in sched.items() if k != "final_sparsity"})
+    else:
+        masks = magnitude.magnitude_masks(ctx.params, ctx.sparsity, scope=ctx.scope)
+        params = magnitude.apply_masks(ctx.params, masks)
+    info["sparsity"] = magnitude.sparsity_of(params)
+    return Product(ctx.module.config, params, "fp32", bitmask_encoding, info)
+
+
+def magnitude_oneshot(ctx):
+    return _magnitude(ctx, finetune=False)
+
+
+def magnitude_finetuned(ctx):
+    return _magnitude(ctx, finetune=True)
+
+
+def _structured(ctx: Context, finetune: bool) -> Product:
+    key = ("structured", finetune)
+    if key in ctx.cache:
+        return ctx.cache[key]
+    cfg = ctx.module.config
+    t = time.perf_counter()
+    batches = []
+    n = min(ctx.importance_examples, len(ctx.encoded_train))
+    batcher = data_lib.TrainBatcher(ctx.encoded_train, batch_size=ctx.batch_size,
+                                    seed=ctx.seed, buckets=(128,))  # one compiled shape
+    for batch in batcher.epoch(0):
+        if len(batches) * ctx.batch_size >= n:
+            break
+        batches.append({k: v for k, v in batch.items() if k != "index"})
+    heads = structured.head_importance(ctx.module, ctx.params, batches,
+                                       regression=ctx.spec.is_regression)
+    keep_heads = structured.keep_top(heads, ctx.head_fraction, "heads")
+    keep_ffn = structured.keep_top(structured.ffn_importance(ctx.params, cfg.num_layers),
+                                   ctx.ffn_fraction, "FFN neurons")
+    small_cfg, small = structured.prune(cfg, ctx.params, keep_heads, keep_ffn)
+    info = {"importance_seconds": time.perf_counter() - t, "importance_examples": n,
+            "layer_num_heads": list(small_cfg.layer_num_heads),
+            "layer_intermediate_sizes": list(small_cfg.layer_intermediate_sizes),
+            "kept_heads": [k.tolist() for k in keep_heads]}
+    if finetune:
+        small, ft = _finetune(ctx, Transformer(small_cfg), small)
+        info.update(ft)
+    ctx.cache[key] = Product(small_cfg, small, "fp32", f32_encoding, info)
+    return ctx.cache[key]
+
+
+def structured_oneshot(ctx):
+    return _structured(ctx, finetune=False)
+
+
+def structured_finetuned(ctx):
+    return _structured(ctx, finetune=True)
+
+
+def structured_int8_dynamic(ctx):
+    p = _structured(ctx, finetune=True)
+    return Product(p.config, p.params, "int8_dynamic", int8_encoding, dict(p.info))
+
+
+def qat_int8(ctx):
+    if ctx.finetune_epochs <= 0:
+        raise ConfigError("method qat_int8 trains: needs --finetune EPOCHS > 0")
+    module = ctx.module
+    params, info = _finetune(ctx, module, ctx.params, train_module=qat.qat_module(module, "int8"))
+    return Product(module.config, params, "int8_dynamic", int8_encoding, info)
+
+
+METHODS: dict[str, Callable[[Context], Product]] = {
+    "fp32": fp32,
+    "bf16": bf16,
+    "int8_weight": int8_weight,
+    "int8_dynamic": int8_dynamic,
+    "magnitude_oneshot": magnitude_oneshot,
+    "magnitude": magnitude_finetuned,
+    "structured_oneshot": structured_oneshot,
+    "structured": structured_finetuned,
+    "structured_int8_dynamic": structured_int8_dynamic,
+    "qat_int8": qat_int8,
+}
+FINETUNED = ("magnitude", "structured", "structured_int8_dynamic", "qat_int8")
+
+
+def check_methods(names: list[str]) -> list[str]:
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise ConfigError(f"--method {','.join(unknown) or '(none)'}: expected a comma-separated "
+                          f"list of {list(METHODS)}")
+    return names
+
+
+def count_params(params) -> int:
+    import jax
+
+    return int(sum(np.asarray(x).size for x in jax.tree.leaves(params)))

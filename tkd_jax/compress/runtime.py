@@ -1,0 +1,97 @@
+"""How a (possibly compressed) Transformer runs: fp32, bf16 Dense matmuls, or int8 w8a8.
+
+``make_runtime(name, module, params) -> (apply, runtime_params)`` where
+``apply(runtime_params, input_ids [b, l] int32, attention_mask [b, l], token_type_ids [b, l])
+-> logits [b, num_labels] float32`` is a pure function to jit.
+
+- ``fp32``: the module as it is.
+- ``bf16``: every Dense layer but the classifier computes ``bf16 x bf16 -> f32`` (operands
+  rounded to bf16, f32 accumulation and output); LayerNorm, softmax, the attention-score
+  einsums and the classifier stay f32. Flax's ``Dense(dtype=bfloat16)`` returns a bf16
+  *output* that XLA:CPU converts back and runs slower than fp32, hence a method interceptor
+  (hand-written: qwix has no "bf16 operands, f32 result" rule).
+- ``int8_dynamic``: qwix PTQ on the Dense layers only (Q/K/V, attention output, FFN, pooler;
+  not the classifier and not the attention-score einsums, which qwix would quantize by
+  default): weights int8 per output channel, activations int8 per token at run time,
+  ``int8 x int8 -> int32`` dots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import qwix
+
+from tkd_jax.errors import ConfigError
+
+# Module paths of the Dense layers qwix quantizes (the classifier is excluded: 2 outputs).
+DENSE_PATH = r".*/(query|key|value|dense)$"
+
+
+def _fp32(module, params):
+    def apply(p, ids, mask, types):
+        return module.apply({"params": p}, ids, mask, types).logits
+
+    return apply, jax.tree.map(jnp.asarray, params)
+
+
+def _bf16_dense(next_fun, args, kwargs, context):
+    """nn.Dense.__call__ as ``bf16 x bf16 -> f32`` (the classifier is left alone)."""
+    mod = context.module
+    if not (isinstance(mod, nn.Dense) and context.method_name == "__call__"
+            and mod.name != "classifier"):
+        return next_fun(*args, **kwargs)
+    (x,) = args
+    kernel = mod.get_variable("params", "kernel")
+    y = jax.lax.dot_general(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16),
+                            (((x.ndim - 1,), (0,)), ((), ())),
+                            preferred_element_type=jnp.float32)
+    if mod.use_bias:
+        y = y + mod.get_variable("params", "bias").astype(jnp.float32)
+    return y
+
+
+def _bf16(module, params):
+    def apply(p, ids, mask, types):
+        with nn.intercept_methods(_bf16_dense):
+            return module.apply({"params": p}, ids, mask, types).logits
+
+    # Dense kernels are stored bf16 (half the bytes to read); everything else stays f32.
+    def cast(path, x):
+        name = getattr(path[-1], "key", "")
+        keep = name != "kernel" or any(getattr(k, "key", "") == "classifier" for k in path)
+        return jnp.asarray(x, jnp.float32 if keep else jnp.bfloat16)
+
+    return apply, jax.tree_util.tree_map_with_path(cast, params)
+
+
+def int8_dynamic_rules() -> list[qwix.QuantizationRule]:
+    return [qwix.QuantizationRule(module_path=DENSE_PATH, weight_qtype=jnp.int8,
+                                  act_qtype=jnp.int8)]
+
+
+def _int8_dynamic(module, params):
+    qmodule = qwix.quantize_model(module, qwix.PtqProvider(int8_dynamic_rules()))
+    ids = jnp.zeros((1, 8), jnp.int32)
+    abstract = jax.eval_shape(
+        lambda: qmodule.init(jax.random.PRNGKey(0), ids, jnp.ones_like(ids), ids))["params"]
+    qparams = qwix.quantize_params(jax.tree.map(jnp.asarray, params), abstract)
+
+    def apply(p, ids, mask, types):
+        return qmodule.apply({"params": p}, ids, mask, types).logits
+
+    return apply, qparams
+
+
+RUNTIMES: dict[str, Callable] = {"fp32": _fp32, "bf16": _bf16, "int8_dynamic": _int8_dynamic}
+
+
+def make_runtime(name: str, module, params):
+    """(apply, runtime_params) for runtime ``name`` (see the module docstring)."""
+    if name not in RUNTIMES:
+        raise ConfigError(f"runtime {name!r}: expected one of {sorted(RUNTIMES)}")
+    return RUNTIMES[name](module, jax.tree.map(np.asarray, params))
