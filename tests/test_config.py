@@ -68,6 +68,12 @@ TINY = ["--config.model=tiny"]
     ([*TINY, "--config.preprocess.augment=shuffle"], ("config.preprocess.augment",)),
     (["--recipe", "mlm", *TINY, "--config.mlm.mask_prob=0"], ("config.mlm.mask_prob",)),
     ([*TINY, "--config.num_devices=64"], ("config.num_devices",)),
+    ([*TINY, "--config.param_layout=zigzag"], ("config.param_layout",)),
+    ([*TINY, "--config.qat=int4"], ("config.qat",)),
+    ([*TINY, "--config.prune.sparsity=1.0"], ("config.prune.sparsity=1.0",)),
+    ([*TINY, "--config.prune.begin_ratio=0.6"], ("config.prune.end_ratio=0.5",)),
+    ([*TINY, "--config.prune.scope=row"], ("config.prune.scope",)),
+    (["--recipe", "lstm", "--config.qat=int8"], ("config.qat", "--recipe lstm")),
 ])
 def test_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, expect):
     workdir = tmp_path / "w"
@@ -104,6 +110,14 @@ def test_lists_are_typed_once():
     assert cfg.distill.feature_layers == ((0, 0), (1, 2)) and not cfg.distill.online
     assert cfg.preprocess.augment == ("delete", "swap")
     assert cfg.task.name == "mrpc" and cfg.recipe is RECIPES["tkd"]
+
+
+def test_compression_choices_match_the_compress_package():
+    from tkd_jax import config as config_lib
+    from tkd_jax.compress import magnitude, qat
+
+    assert config_lib.QAT_KINDS == qat.QAT_KINDS
+    assert config_lib.PRUNE_SCOPES == magnitude.SCOPES
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

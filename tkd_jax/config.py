@@ -41,6 +41,8 @@ SOFT_LABELS = ("cached", "online")
 FEATURE_KINDS = ("mse", "cosine")
 ATTENTION_KINDS = ("mse", "kl")
 INIT_SOURCES = ("pretrained", "run")
+QAT_KINDS = ("none", "int8")  # tkd_jax.compress.qat.QAT_KINDS (not imported here: qwix is heavy)
+PRUNE_SCOPES = ("global", "layer")  # tkd_jax.compress.magnitude.SCOPES
 # Keys that do not change the computation (a resume may change them freely).
 # Paths are not computation either: what they hold is hashed into the manifest.
 NOT_COMPUTATION = ("log_every_steps", "progress_bar", "async_checkpoints", "keep_checkpoints",
@@ -164,6 +166,30 @@ class MLMConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PruneConfig:
+    """Magnitude pruning during training on the cubic (Zhu & Gupta) schedule."""
+
+    sparsity: float
+    scope: str
+    begin_ratio: float
+    end_ratio: float
+    frequency: int
+
+    @classmethod
+    def from_dict(cls, d) -> PruneConfig:
+        if not 0.0 <= d.sparsity < 1.0:
+            raise ConfigError(f"config.prune.sparsity={d.sparsity}: expected a number in [0, 1)")
+        begin = _fraction("prune.begin_ratio", d.begin_ratio)
+        end = _fraction("prune.end_ratio", d.end_ratio)
+        if end < begin:
+            raise ConfigError(f"config.prune.end_ratio={end}: expected >= prune.begin_ratio "
+                              f"({begin})")
+        return cls(sparsity=float(d.sparsity),
+                   scope=_choice("prune.scope", d.scope, PRUNE_SCOPES), begin_ratio=begin,
+                   end_ratio=end, frequency=_at_least("prune.frequency", d.frequency, 1))
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """AdamW chain and schedule (tkd_jax.train.optim)."""
 
@@ -234,6 +260,9 @@ class RunConfig:
     num_devices: int
     param_layout: str
     model_parallelism: int
+    # compression while training
+    qat: str
+    prune: PruneConfig
     # objectives
     distill: DistillConfig
     mlm: MLMConfig
@@ -270,6 +299,10 @@ class RunConfig:
         if c.init_teacher_head and (not layers or c.init_teacher_source != "run"):
             raise ConfigError("config.init_teacher_head=true needs init_from_teacher_layers "
                               "(e.g. 0,2,4) and init_teacher_source=run (a fine-tuned head)")
+        if (c.qat != "none" or c.prune.sparsity > 0) and recipe.family == "baseline":
+            raise ConfigError(f"config.qat / config.prune: --recipe {recipe.name} trains "
+                              f"{recipe.description}; quantization-aware training and pruning "
+                              "apply to Transformers")
         if layers and recipe.family != "transformer":
             raise ConfigError(f"config.init_from_teacher_layers: --recipe {recipe.name} trains "
                               f"{recipe.description}, which has no Transformer layers")
@@ -337,6 +370,7 @@ class RunConfig:
             num_devices=_at_least("num_devices", c.num_devices, 0, ">= 0 (0 = all)"),
             param_layout=_choice("param_layout", c.param_layout, PARAM_LAYOUTS),
             model_parallelism=_at_least("model_parallelism", c.model_parallelism, 1),
+            qat=_choice("qat", c.qat, QAT_KINDS), prune=PruneConfig.from_dict(c.prune),
             distill=distill, mlm=MLMConfig.from_dict(c.mlm),
             eval_every_steps=_at_least("eval_every_steps", c.eval_every_steps, 0),
             checkpoint_every_steps=_at_least("checkpoint_every_steps", c.checkpoint_every_steps,

@@ -68,6 +68,7 @@ def make_optimizer(
     eps: float = 1e-8,
     grad_clip_norm: float = 1.0,
     grad_accum_steps: int = 1,
+    prune=None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """AdamW chain. `total_steps`/`warmup_steps` count optimizer updates (after accumulation).
 
@@ -86,6 +87,12 @@ def make_optimizer(
     parts.append(optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
                              mask=decay_mask))
     tx = optax.chain(*parts)
+    if prune is not None and prune.sparsity > 0:  # masks applied after AdamW, per update
+        from tkd_jax.compress.magnitude import pruned_optimizer
+
+        tx = pruned_optimizer(tx, final_sparsity=prune.sparsity, scope=prune.scope,
+                              begin=int(prune.begin_ratio * total_steps),
+                              end=int(prune.end_ratio * total_steps), frequency=prune.frequency)
     if grad_accum_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=grad_accum_steps)
     return tx, lr

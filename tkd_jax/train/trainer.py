@@ -51,6 +51,9 @@ def enable_compile_cache(directory: str) -> None:
     resume) loads its compiled steps instead of compiling them again."""
     if directory:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+        # Every compile, not only those over jax's default 1 s: a run's small eval and
+        # soft-label steps add up to seconds of its start-up (measured in results/bench).
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def make_parallel(cfg: RunConfig) -> parallel.DataParallel:
@@ -94,7 +97,7 @@ def run_loop(cfg: RunConfig, workdir: pathlib.Path, *, dp, model, params, step_s
         learning_rate=o.learning_rate, total_steps=updates,
         warmup_steps=int(o.warmup_ratio * updates), schedule=o.schedule,
         weight_decay=o.weight_decay, b1=o.adam_b1, b2=o.adam_b2, eps=o.adam_eps,
-        grad_clip_norm=o.grad_clip_norm, grad_accum_steps=o.grad_accum_steps)
+        grad_clip_norm=o.grad_clip_norm, grad_accum_steps=o.grad_accum_steps, prune=cfg.prune)
     state = state_lib.create_train_state(
         apply_fn=model.apply, params=params, tx=tx, precision=cfg.precision,
         rng=jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), loss_scale=cfg.loss_scale,
@@ -265,6 +268,10 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     objective, frozen, transform, extra_params = _objective(
         cfg, model=model, teachers=teachers, data=data, dp=dp, buckets=buckets, rng=init_rng)
     params = {"model": model_params, **extra_params}
+    if cfg.qat != "none":  # same params; the Dense layers train (and evaluate) through int8
+        from tkd_jax.compress.qat import qat_module
+
+        model = qat_module(model, cfg.qat)
     eval_splits = ("dev",) if is_mlm else spec.eval_splits
     main_metric = "mlm_accuracy" if is_mlm else spec.main_metric
     eval_step = dp.compile_eval(steps.eval_step, spec=steps.StepSpec(objective), model=model)
