@@ -1,6 +1,6 @@
 """Multi-process jobs on 127.0.0.1: the harness itself, and bad setups failing fast.
 
-Every multi-process case launches real `python` processes (tests/multiprocess.py) that join one
+Every multi-process case launches real `python` processes (tests/process_harness.py) that join one
 `jax.distributed` job with gloo CPU collectives and 4 fake devices each.
 """
 
@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.multiprocess import describe, launch
+from tests.process_harness import describe, launch
 from tkd_jax.train import multihost
 from tkd_jax.train.multihost import MultiHostError
 
@@ -110,7 +110,7 @@ def test_batch_not_divisible_by_process_count():
 def test_a_job_that_never_forms_ends_in_bounded_time(process_id, expected):
     # Only one of the two processes is started: process 1 finds no coordinator; process 0 is
     # the coordinator but its peer never registers.
-    from tests.multiprocess import free_port
+    from tests.process_harness import free_port
 
     port = free_port()
     env = {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(process_id), "TIMEOUT": "4"}

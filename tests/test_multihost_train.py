@@ -1,7 +1,7 @@
 """Multi-host training through the command line: 2 processes x 4 devices == 1 process x 8.
 
 Each run is `python -m experiments.glue` in every process of a `jax.distributed` job on
-127.0.0.1 (tests/multiprocess.py), on a slice of real RTE with a tiny random HF teacher.
+127.0.0.1 (tests/process_harness.py), on a slice of real RTE with a tiny random HF teacher.
 Dropout is off: the step's Philox dropout keys do not lower under SPMD partitioning (see
 steps.dropout_key), and with it off both layouts compute the same function, so they must agree
 to float32 reduction-order noise. The 40 dev examples make the last eval batch of 16 partly
@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from tests.multiprocess import describe, launch
+from tests.process_harness import describe, launch
 
 CLI = "import runpy, sys; sys.argv[0] = 'glue'; runpy.run_module('experiments.glue', " \
       "run_name='__main__', alter_sys=True)"
