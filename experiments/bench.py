@@ -27,7 +27,6 @@ lets XLA:CPU's own fused elementwise kernels use AVX-512; 6-8 % faster here (int
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -223,9 +222,9 @@ def main(argv=None) -> int:
         results["benchmarks"].append(res)
         print(format_result(res), flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        from tkd_jax.train.reporting import write_json
+
+        write_json(args.json, results)
     return 0
 
 

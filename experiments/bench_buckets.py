@@ -15,7 +15,6 @@ token costs ~1/4000 s of train compute, so a shape is worth ~60k padded training
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -87,9 +86,9 @@ def main(argv=None) -> int:
                   f"{row.get(f'{dev}_sorted_shapes', 0):4d} / "
                   f"{row.get(f'{dev}_sorted_padding_efficiency', 0):.3f}", flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        from tkd_jax.train.reporting import write_json
+
+        write_json(args.json, results)
     return 0
 
 

@@ -59,9 +59,9 @@ def main(argv=None) -> int:
               f"{row['cold']['compile_seconds']:.1f} s, warm cache "
               f"{row['warm']['compile_seconds']:.1f} s", flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        from tkd_jax.train.reporting import write_json
+
+        write_json(args.json, results)
     return 0
 
 

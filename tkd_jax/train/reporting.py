@@ -38,6 +38,7 @@ def to_jsonable(x: Any) -> Any:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
