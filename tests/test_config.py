@@ -70,6 +70,8 @@ TINY = ["--config.model=tiny"]
     ([*TINY, "--config.num_devices=64"], ("config.num_devices",)),
     ([*TINY, "--config.param_layout=zigzag"], ("config.param_layout",)),
     ([*TINY, "--config.qat=int4"], ("config.qat",)),
+    ([*TINY, "--config.bucket_ratio=1.0"], ("config.bucket_ratio=1.0", "> 1")),
+    ([*TINY, "--config.bucket_ratio=-2"], ("config.bucket_ratio=-2",)),
     ([*TINY, "--config.prune.sparsity=1.0"], ("config.prune.sparsity=1.0",)),
     ([*TINY, "--config.prune.begin_ratio=0.6"], ("config.prune.end_ratio=0.5",)),
     ([*TINY, "--config.prune.scope=row"], ("config.prune.scope",)),

@@ -225,3 +225,18 @@ def test_balanced_buckets_trade_compiles_against_padding():
     assert len(small) < len(free_compiles)
     with pytest.raises(ConfigError, match="at least one"):
         balanced_bucket_lengths([], 128, batch_size=32)
+
+
+def test_run_buckets_fixed_ratio_or_balanced_from_the_training_lengths():
+    from tkd_jax.data import run_bucket_lengths
+    from tkd_jax.data.batching import balanced_bucket_lengths
+
+    lengths = np.random.default_rng(1).integers(8, 120, 3000)
+    assert run_bucket_lengths(lengths, 128, ratio=1.5, batch_size=32, epochs=3) == \
+        bucket_lengths(128, ratio=1.5)
+    auto = run_bucket_lengths(lengths, 128, ratio=0.0, batch_size=32, epochs=3)
+    assert auto == balanced_bucket_lengths(lengths, 128, batch_size=32, epochs=3)
+    # a few hundred steps of a short run: fewer shapes than the finest ratio, same every call
+    short = run_bucket_lengths(lengths[:300], 128, ratio=0.0, batch_size=32, epochs=0.5)
+    assert len(short) < len(bucket_lengths(128, ratio=1.12))
+    assert short == run_bucket_lengths(lengths[:300], 128, ratio=0.0, batch_size=32, epochs=0.5)

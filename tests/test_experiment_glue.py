@@ -44,6 +44,9 @@ def test_cli_writes_every_contract_file(rte_run):
     assert final["metrics"]["accuracy"] == pytest.approx(np.trace(cm) / 48)
     assert final["num_params"] > 0 and final["train_seconds"] > 0
     assert final["train_examples_per_second"] > 0
+    compiled = final["compile"]  # this process compiled (or loaded) its steps and timed it
+    assert compiled["compiles"] + compiled["cache_hits"] > 0
+    assert 0 < compiled["seconds"] < final["train_seconds"] + 60
     manifest = json.loads((wd / "manifest.json").read_text())
     assert manifest["config"]["model"] == "tiny" and manifest["seed"] == 0
     assert {"jax", "flax", "optax"} <= set(manifest["packages"])
@@ -52,6 +55,11 @@ def test_cli_writes_every_contract_file(rte_run):
     assert manifest["devices"]["backend"] == "cpu"
     evals = records(wd, "eval")
     assert [r["step"] for r in evals] == [4, 8]  # 64 examples / 16 per batch, 2 epochs
+    # eval batches run shortest first; the predictions come back in the split's order
+    preds = json.loads((wd / "predictions.json").read_text())["dev"]
+    assert preds["index"] == sorted(preds["index"]) and len(preds["index"]) == 48
+    hits = np.mean(np.asarray(preds["prediction"]) == np.asarray(preds["label"]))
+    assert final["metrics"]["accuracy"] == pytest.approx(hits)
 
 
 def test_same_command_twice_gives_identical_metrics(rte_run, tmp_path):

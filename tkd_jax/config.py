@@ -241,6 +241,7 @@ class RunConfig:
     init_teacher_head: bool
     # data
     max_len: int
+    bucket_ratio: float  # 0: balanced_bucket_lengths over the training lengths
     tokenizer: str
     vocab_size: int
     max_train_examples: int
@@ -327,6 +328,9 @@ class RunConfig:
         if model_max_len is not None and max_len > model_max_len:
             raise ConfigError(f"config.max_len={max_len}: the model has only {model_max_len} "
                               "positions")
+        if not (c.bucket_ratio == 0 or c.bucket_ratio > 1):
+            raise ConfigError(f"config.bucket_ratio={c.bucket_ratio}: expected a ratio > 1 "
+                              "(or 0: balance compiled shapes against padding)")
         devices = num_devices if num_devices is not None else _device_count(c.num_devices)
         for key in ("batch_size", "eval_batch_size"):
             _at_least(key, c[key], 1)
@@ -353,6 +357,7 @@ class RunConfig:
             init_teacher_source=_choice("init_teacher_source", c.init_teacher_source,
                                         INIT_SOURCES),
             init_teacher_head=bool(c.init_teacher_head), max_len=max_len,
+            bucket_ratio=float(c.bucket_ratio),
             tokenizer=_choice("tokenizer", c.tokenizer, TOKENIZERS),
             vocab_size=_at_least("vocab_size", c.vocab_size, 16),
             max_train_examples=_at_least("max_train_examples", c.max_train_examples, 0,

@@ -30,6 +30,7 @@ def default_config() -> ml_collections.ConfigDict:
     # --- data --------------------------------------------------------------------------------
     c.data_source = "auto"  # auto (data_dir, GLUE_DIR, then the hub) | local | hub | tfds
     c.max_len = 128  # tokens per example after [CLS]/[SEP] (longest-first truncation of pairs)
+    c.bucket_ratio = 0.0  # batch lengths grow by this ratio (> 1); 0: balance compiles vs padding
     c.tokenizer = "teacher"  # teacher: the teacher's WordPiece | trained: on train text
     c.vocab_size = 8000  # size of the trained WordPiece vocabulary (tokenizer=trained only)
     c.max_train_examples = 0  # > 0: use only the first N training examples (smoke runs)

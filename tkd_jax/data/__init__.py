@@ -17,6 +17,7 @@ from tkd_jax.data.batching import (
     eval_batches,
     make_batch,
     padding_efficiency,
+    run_bucket_lengths,
 )
 from tkd_jax.data.examples import Split, TaskData
 from tkd_jax.data.hub import HUB_ID, load_hub
@@ -72,5 +73,6 @@ __all__ = [
     "preprocess",
     "read_tsv",
     "remove_punctuation",
+    "run_bucket_lengths",
     "train_wordpiece",
 ]

@@ -87,6 +87,20 @@ def balanced_bucket_lengths(
     return best
 
 
+def run_bucket_lengths(lengths, max_len: int, *, ratio: float, batch_size: int,
+                       epochs: float) -> tuple[int, ...]:
+    """A run's bucket lengths: ``bucket_lengths(max_len, ratio=ratio)``, or for ``ratio == 0``
+    :func:`balanced_bucket_lengths` over the training ``lengths``.
+
+    The balance uses the fixed cost constants above, never the state of the compilation cache,
+    so the same config and data always give the same buckets (and the same batches).
+    """
+    if ratio:
+        return bucket_lengths(max_len, ratio=ratio)
+    return balanced_bucket_lengths(lengths, max_len, batch_size=batch_size,
+                                   epochs=max(epochs, 1.0))
+
+
 def _check_buckets(encoded: EncodedSplit, buckets) -> tuple[int, ...]:
     buckets = tuple(int(b) for b in buckets)
     if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from tkd_jax.data.batching import bucket_lengths
+from tkd_jax.data.batching import run_bucket_lengths
 from tkd_jax.data.examples import Split
 from tkd_jax.data.neighbors import embedding_neighbors
 from tkd_jax.data.preprocess import preprocess
@@ -90,7 +90,10 @@ def inspect(cfg, pretrained) -> str:
     """The data report of ``python -m experiments.glue --inspect_data`` (no training)."""
     data = load_data(cfg, pretrained, None)
     report = inspect_data(data.task_data, data.tokenizer, max_len=cfg.max_len,
-                          batch_size=cfg.batch_size, buckets=bucket_lengths(cfg.max_len))
+                          batch_size=cfg.batch_size,
+                          buckets=run_bucket_lengths(
+                              data.encoded["train"].lengths, cfg.max_len, ratio=cfg.bucket_ratio,
+                              batch_size=cfg.batch_size, epochs=cfg.num_epochs))
     report["preprocess"] = data.reports
     return format_report(report)
 

@@ -62,7 +62,8 @@ def inspect_data(
             batches = list(TrainBatcher(enc, batch_size=batch_size, seed=seed, buckets=buckets)
                            .epoch(0))
         else:
-            batches = list(eval_batches(enc, batch_size=batch_size, buckets=buckets))
+            batches = list(eval_batches(enc, batch_size=batch_size, buckets=buckets,
+                                        sort_by_length=True))  # as the engine evaluates
         lengths = enc.lengths
         splits[name] = {
             "examples": len(split),

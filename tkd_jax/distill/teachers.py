@@ -81,11 +81,18 @@ def teacher_logits(module, params, encoded, *, dp, batch_size, buckets) -> np.nd
     """Logits [N, C] of a frozen model over every example of `encoded`, in order."""
     fn = dp.compile_eval(lambda p, b: steps.predict_logits(p, b, model=module))
     params = dp.put_eval_params(params)
-    out = []
-    for batch in data_lib.eval_batches(encoded, batch_size=batch_size, buckets=buckets):
+    out, rows = [], []
+    # shortest first (less padding), scattered back to example order by each row's index
+    for batch in data_lib.eval_batches(encoded, batch_size=batch_size, buckets=buckets,
+                                       sort_by_length=True):
         logits = np.asarray(jax.device_get(fn(params, dp.put_eval_batch(batch))))
-        out.append(logits[batch["weight"] > 0])
-    return np.concatenate(out).astype(np.float32)
+        keep = batch["weight"] > 0
+        out.append(logits[keep])
+        rows.append(batch["index"][keep])
+    logits = np.concatenate(out).astype(np.float32)
+    result = np.empty_like(logits)
+    result[np.concatenate(rows)] = logits
+    return result
 
 
 def soft_label_cache(teachers: list[TeacherRun], encoded, task_files, *, dp, buckets,

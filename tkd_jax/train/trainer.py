@@ -33,9 +33,9 @@ from tkd_jax.errors import ConfigError
 from tkd_jax.models import count_params
 from tkd_jax.models.teacher import PretrainedCheckpoint
 from tkd_jax.train import checkpoint as ckpt_lib
+from tkd_jax.train import compile_stats, multihost, optim, parallel, reporting, runs, steps
 from tkd_jax.train import loop as loop_lib
 from tkd_jax.train import mlm as mlm_lib
-from tkd_jax.train import multihost, optim, parallel, reporting, runs, steps
 from tkd_jax.train import state as state_lib
 from tkd_jax.train.console import Console
 from tkd_jax.train.evaluate import flatten_eval, make_evaluator
@@ -54,6 +54,13 @@ def enable_compile_cache(directory: str) -> None:
         # Every compile, not only those over jax's default 1 s: a run's small eval and
         # soft-label steps add up to seconds of its start-up (measured in results/bench).
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _epochs(cfg: RunConfig, train_size: int) -> float:
+    """Passes over the training set the run will make (num_train_steps overrides epochs)."""
+    if cfg.num_train_steps > 0:
+        return cfg.num_train_steps * cfg.batch_size / max(train_size, 1)
+    return float(cfg.num_epochs)
 
 
 def make_parallel(cfg: RunConfig) -> parallel.DataParallel:
@@ -232,6 +239,7 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_config_dict(config)
     multihost.check_same_config(computation_config(cfg.raw))  # every process, the same run
     enable_compile_cache(cfg.compile_cache_dir)
+    compiled_before = compile_stats.snapshot()
     console = Console(quiet=cfg.quiet or jax.process_index() != 0,
                       progress_bar=cfg.progress_bar)
     dp = make_parallel(cfg)
@@ -247,7 +255,9 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     is_mlm = cfg.recipe.objective == "mlm"
     data = (load_mlm_data if is_mlm else load_data)(cfg, pretrained, workdir)
     spec = cfg.task
-    buckets = data_lib.bucket_lengths(cfg.max_len)
+    buckets = data_lib.run_bucket_lengths(
+        data.encoded["train"].lengths, cfg.max_len, ratio=cfg.bucket_ratio,
+        batch_size=cfg.batch_size, epochs=_epochs(cfg, len(data.encoded["train"])))
     batcher = data_lib.TrainBatcher(
         data.encoded["train"], batch_size=cfg.batch_size, seed=cfg.seed, buckets=buckets,
         process_index=jax.process_index(), process_count=jax.process_count())
@@ -299,6 +309,8 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     if not evaluate.predictions and not is_mlm:
         evaluate(result.state)  # resumed after the last eval: recompute the predictions
     out = _final_metrics(cfg, final, eval_splits, num_params, timing, result.step)
+    # this invocation's compile work (a resumed run reports only its last process's)
+    out["compile"] = compile_stats.since(compiled_before)
     if jax.process_index() == 0:
         if evaluate.predictions:  # first: a finished run is one whose final_metrics.json exists
             reporting.write_json(workdir / "predictions.json", evaluate.predictions)
