@@ -23,7 +23,7 @@ import tempfile
 from experiments import cli
 from tkd_jax.errors import CheckpointError
 
-TIMING_KEYS = ("train_seconds", "train_examples_per_second")
+TIMING_KEYS = ("train_seconds", "train_examples_per_second", "compile")
 
 
 def rerun_argv(manifest: dict, workdir: str) -> list[str]:

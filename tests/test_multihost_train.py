@@ -86,7 +86,7 @@ def _records(wd: pathlib.Path, kind: str) -> list[dict]:
 
 def _final(wd):
     out = json.loads((wd / "final_metrics.json").read_text())
-    for k in ("train_seconds", "train_examples_per_second"):
+    for k in ("train_seconds", "train_examples_per_second", "compile"):
         out.pop(k, None)
     return out
 

@@ -12,7 +12,8 @@ from tests.experiment_utils import run_cli
 def test_differences_skips_timing_and_names_each_key():
     recorded = {"metrics": {"accuracy": 0.5, "f1": 0.4}, "train_seconds": 3.0, "steps": 4,
                 "confusion_matrix": [[1, 2], [3, 4]]}
-    same = {**recorded, "train_seconds": 9.0, "train_examples_per_second": 1.0}
+    same = {**recorded, "train_seconds": 9.0, "train_examples_per_second": 1.0,
+            "compile": {"seconds": 2.0, "compiles": 3, "cache_hits": 0}}
     assert verify.differences(recorded, same) == []
     other = {"metrics": {"accuracy": 0.5, "f1": 0.41}, "steps": 4,
              "confusion_matrix": [[1, 2], [4, 3]], "extra": 1}
