@@ -8,8 +8,9 @@ interleaved; ``--rounds N`` alternates N full passes over the contenders so that
 window hits them alike): ours is ``python -m experiments.glue --recipe teacher`` (3 epochs,
 the teacher recipe's hyperparameters) at each precision with an *empty* persistent
 compilation cache (cold), then, with ``--warm``, the same run again reading the cache the cold
-run filled; the peer (``--peer``, needs the ``peer`` extra) is
-``python -m experiments.bench_torch_finetune`` (Hugging Face BERT, same ids, same
+run filled; the peer (``--peer``, needs the ``peer`` extra; ``--peer_precisions fp32,bf16``:
+eager fp32 and/or ``torch.autocast`` bf16) is ``python -m experiments.bench_torch_finetune``
+(Hugging Face BERT, same ids, same
 hyperparameters, dynamic padding). Reported per run: process wall seconds (start-up, data,
 compile, train, eval: everything a user waits for), the run's own compile seconds and number
 of XLA compiles / cache hits (``final_metrics.json["compile"]``), train seconds, and the dev
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--task", default="mrpc")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--peer", action="store_true", help="also the PyTorch run (peer extra)")
+    p.add_argument("--peer_precisions", default="fp32", help="fp32 (eager), bf16 (autocast)")
     p.add_argument("--warm", action="store_true", help="re-run ours with the filled cache")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--workdir", default="", help="scratch directory (default: a temp dir)")
@@ -90,14 +92,15 @@ def main(argv=None) -> int:
                 res = ours(args.task, precision, scratch / f"{name}_{r}", cache, extra)
                 runs.setdefault(name, []).append(res)
                 print(f"round {r} {name}: {json.dumps(res)}", flush=True)
-        if args.peer:
-            res = peer(args.task, scratch / f"torch_{r}.json", [])
-            runs.setdefault("torch_fp32", []).append(res)
-            print(f"round {r} torch_fp32: {json.dumps(res)}", flush=True)
+        for precision in [x for x in args.peer_precisions.split(",") if x and args.peer]:
+            name = f"torch_{precision}"
+            res = peer(args.task, scratch / f"{name}_{r}.json", ["--precision", precision])
+            runs.setdefault(name, []).append(res)
+            print(f"round {r} {name}: {json.dumps(res)}", flush=True)
     walls = {k: [x["wall_seconds"] for x in v] for k, v in runs.items()}
-    ratios = {f"torch_fp32 / {k}": float(np.median(np.asarray(walls["torch_fp32"])
-                                                   / np.asarray(v)))
-              for k, v in walls.items() if "torch_fp32" in walls and k != "torch_fp32"}
+    ratios = {f"{t} / {k}": float(np.median(np.asarray(walls[t]) / np.asarray(v)))
+              for t in walls if t.startswith("torch") for k, v in walls.items()
+              if k.startswith("ours")}
     report = {"task": args.task, "rounds": args.rounds, "runs": runs,
               "median_wall_seconds": {k: float(np.median(v)) for k, v in walls.items()},
               "wall_ratio_median": ratios, "machine": cpu_info(),

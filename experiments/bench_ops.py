@@ -1,0 +1,148 @@
+"""Where the time goes: the Transformer's kernels alone, XLA:CPU against PyTorch, interleaved.
+
+    python -m experiments.bench_ops --rounds 5 --json results/bench/ops.json
+
+At the shapes of minilm_l6 inference at batch 64 x 128 (hidden 384, 12 heads of 32, FFN 1536),
+in fp32 and bf16 (bf16 operands, fp32 accumulation, as ``tkd_jax.models.precision``):
+
+  dense      x [8192, 384] @ W [384, 1536] (the FFN-in matmul; the other Dense layers are alike)
+  scores     Q K^T per head: [64, 12, 128, 32] x [64, 12, 128, 32] -> [64, 12, 128, 128]
+  context    P V per head:   [64, 12, 128, 128] x [64, 12, 128, 32] -> [64, 12, 128, 32]
+  attention  softmax(Q K^T / sqrt(d) + mask) V: ours (``tkd_jax.models.transformer``'s
+             ``attention_probs`` + ``attention_context``), ``jax.nn.dot_product_attention``
+             (XLA implementation), and, when torch is installed, ``torch.bmm`` products and
+             ``torch.nn.functional.scaled_dot_product_attention`` (its fused CPU kernel).
+
+Each contender is a jitted function (torch: eager, ``torch.set_num_threads(--threads)``) timed
+as the median of ``--steps`` calls; rounds interleave the contenders. Reported per contender:
+median ms over rounds, min-max, and GFLOP/s of the matmul work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+_FLAG = "--xla_cpu_prefer_vector_width=512"  # as experiments.bench: the same XLA setup
+if _FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tkd_jax.compress.measure import cpu_info  # noqa: E402
+from tkd_jax.models import transformer  # noqa: E402
+from tkd_jax.train import reporting  # noqa: E402
+
+B, L, H, D, HIDDEN, FFN = 64, 128, 12, 32, 384, 1536
+FLOPS = {"dense": 2 * B * L * HIDDEN * FFN, "scores": 2 * B * H * L * L * D,
+         "context": 2 * B * H * L * L * D, "attention": 4 * B * H * L * L * D}
+
+
+def _time(fn, steps: int) -> float:
+    fn()
+    out = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return float(np.median(out)) * 1e3
+
+
+def jax_contenders(dtype) -> dict:
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((B * L, HIDDEN)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((HIDDEN, FFN)) * 0.05, jnp.float32)
+    q, k, v = (jnp.asarray(rng.standard_normal((B, L, H, D)), jnp.float32) for _ in range(3))
+    p = jax.nn.softmax(jnp.asarray(rng.standard_normal((B, H, L, L)), jnp.float32), -1)
+    mask = jnp.ones((B, L), bool)
+
+    def run(f, *args):
+        f = jax.jit(f)
+        return lambda: jax.block_until_ready(f(*args))
+
+    from tkd_jax.models import precision as mp
+
+    def ours(q, k, v, mask):
+        probs = transformer.attention_probs(q, k, mask, dtype)
+        return mp.attention_context(probs, v, dtype=dtype)
+
+    def library(q, k, v, mask):  # [b, l, h, d] in and out, like ours
+        return jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype),
+                                            mask=mask[:, None, None, :], implementation="xla")
+
+    return {
+        "dense": run(lambda x, w: mp.mp_matmul(x, w, dtype=dtype), x, w),
+        "scores": run(lambda q, k: mp.attention_scores(q, k, dtype=dtype), q, k),
+        "context": run(lambda p, v: mp.attention_context(p, v, dtype=dtype), p, v),
+        "attention": run(ours, q, k, v, mask),
+        "attention (jax.nn.dot_product_attention)": run(library, q, k, v, mask),
+    }
+
+
+def torch_contenders(dtype_name: str, threads: int) -> dict:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    torch.set_num_threads(threads)
+    dt = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(B * L, HIDDEN, generator=g), torch.randn(HIDDEN, FFN, generator=g)
+    q, k, v = (torch.randn(B, H, L, D, generator=g).to(dt) for _ in range(3))
+    p = torch.softmax(torch.randn(B, H, L, L, generator=g), -1).to(dt)
+    x, w = x.to(dt), w.to(dt)
+    f = torch.nn.functional.scaled_dot_product_attention
+
+    def wrap(fn):
+        def call():
+            with torch.inference_mode():
+                fn()
+        return call
+
+    def eager_attention():
+        s = torch.softmax((q @ k.transpose(-1, -2)).float() / D ** 0.5, -1).to(dt)
+        return s @ v
+
+    return {"dense": wrap(lambda: x @ w), "scores": wrap(lambda: q @ k.transpose(-1, -2)),
+            "context": wrap(lambda: p @ v), "attention": wrap(eager_attention),
+            "attention (scaled_dot_product_attention)": wrap(lambda: f(q, k, v))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    contenders = {}
+    for name, dtype in (("fp32", jnp.float32), ("bf16", jnp.bfloat16)):
+        contenders.update({f"jax {name} {k}": f for k, f in jax_contenders(dtype).items()})
+        contenders.update({f"torch {name} {k}": f
+                           for k, f in torch_contenders(name, args.threads).items()})
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for _ in range(args.rounds):
+        for name, fn in contenders.items():
+            times[name].append(_time(fn, args.steps))
+    rows = {}
+    for name, ts in times.items():
+        op = name.split(" ", 2)[2].split(" (")[0]
+        med = float(np.median(ts))
+        rows[name] = {"ms": med, "min": float(min(ts)), "max": float(max(ts)),
+                      "gflops": FLOPS[op] / med / 1e6}
+        print(f"{name:<52} {med:9.2f} ms [{min(ts):.2f}-{max(ts):.2f}] "
+              f"{rows[name]['gflops']:7.0f} GFLOP/s")
+    if args.json:
+        reporting.write_json(args.json, {
+            "rows": rows, "rounds": args.rounds, "steps": args.steps, "machine": cpu_info(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""), "git_commit": reporting.git_commit(),
+            "command": "python -m experiments.bench_ops " + " ".join(sys.argv[1:])})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
