@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from tkd_jax import host_memory
+
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "datasets", "tokenizers",
             "safetensors", "numpy", "ml-collections", "tensorflow-datasets", "tkd_jax")
 
@@ -73,6 +75,7 @@ def device_info() -> dict[str, Any]:
         "process_index": jax.process_index(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
+        "keep_freed_memory": host_memory.keep_freed_memory(),  # glibc heap reuse (host_memory)
     }
 
 
