@@ -67,6 +67,16 @@ def peer(task: str, out: pathlib.Path, extra: list[str]) -> dict:
             "metrics": res["metrics"]}
 
 
+def _command(argv: list[str]) -> str:
+    """The command line, the scratch directory (which changes no result) left out so that a
+    committed report names no machine path."""
+    argv = list(argv)
+    if "--workdir" in argv:
+        del argv[argv.index("--workdir"):argv.index("--workdir") + 2]
+    argv = [a for a in argv if not a.startswith("--workdir=")]
+    return "python -m experiments.bench_e2e " + " ".join(argv)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", default="mrpc")
@@ -105,7 +115,7 @@ def main(argv=None) -> int:
               "median_wall_seconds": {k: float(np.median(v)) for k, v in walls.items()},
               "wall_ratio_median": ratios, "machine": cpu_info(),
               "xla_flags": os.environ.get("XLA_FLAGS", ""), "git_commit": reporting.git_commit(),
-              "command": "python -m experiments.bench_e2e " + " ".join(sys.argv[1:])}
+              "command": _command(sys.argv[1:])}
     print(json.dumps({k: report[k] for k in ("median_wall_seconds", "wall_ratio_median")},
                      indent=2))
     if args.json:

@@ -61,7 +61,10 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # results/ holds outputs, not code: a benchmark that rewrites a tracked result file
+        # does not make the next command's code "dirty"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!results"],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout
         return out + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
