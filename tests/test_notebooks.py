@@ -22,6 +22,9 @@ TINY_RUN = {"TASK": "rte", "NUM_TRAIN_STEPS": 2, "MAX_TRAIN_EXAMPLES": 32,
             "MAX_EVAL_EXAMPLES": 32, "MAX_LEN": 32, "BATCH_SIZE": 8,
             "STUDENT_MODEL": "tiny", "INIT_FROM_TEACHER_LAYERS": (),
             "EXTRA": {"eval_batch_size": 16, "progress_bar": False, "compile_cache_dir": ""}}
+# Quantization (bf16, int8 on disk, int8 w8a8) and both kinds of pruning, without fine-tuning.
+COMPRESS_METHODS = ["fp32", "bf16", "int8_weight", "int8_dynamic", "magnitude_oneshot",
+                    "structured_oneshot"]
 
 
 def _parameters(name: str, glue_dir, teacher, workdir) -> dict:
@@ -30,6 +33,12 @@ def _parameters(name: str, glue_dir, teacher, workdir) -> dict:
                 "WORKDIR": str(workdir)}
     if name == "02_reproduce":
         return {"RESULTS_DIR": str(REPO / "results"), "METRIC": "accuracy"}
+    if name == "03_compress":  # fine-tunes the tiny teacher for 2 steps, then compresses it
+        run = {k: v for k, v in TINY_RUN.items()
+               if k not in ("STUDENT_MODEL", "INIT_FROM_TEACHER_LAYERS")}
+        return {**run, "GLUE_DIR": str(glue_dir), "TEACHER": str(teacher),
+                "WORKDIR": str(workdir), "RUN": "", "METHODS": COMPRESS_METHODS,
+                "FINETUNE_EPOCHS": 0, "TIMING_SEQ": 16, "REPEATS": 2}
     raise AssertionError(f"colab/{name}.ipynb has no tiny parameters in tests/test_notebooks.py")
 
 
@@ -51,7 +60,8 @@ def tiny_teacher(tmp_path_factory):
 
 
 def test_notebooks_are_stored_without_outputs():
-    assert {p.stem for p in NOTEBOOKS} >= {"01_distill_quickstart", "02_reproduce"}
+    assert {p.stem for p in NOTEBOOKS} >= {"01_distill_quickstart", "02_reproduce",
+                                           "03_compress"}
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -90,6 +100,28 @@ def test_notebook_executes_top_to_bottom(path, glue_dir, tiny_teacher, tmp_path,
             assert final["task"] == "rte" and 0 <= final["metrics"]["accuracy"] <= 1
         assert json.loads((tmp_path / "runs" / "tkd" / "final_metrics.json").read_text())[
             "recipe"] == "tkd"
+    if path.stem == "03_compress":
+        _check_compression(tmp_path / "runs")
+
+
+def _check_compression(workdir):
+    """Every method evaluated from its own file, sized and timed; the files are smaller."""
+    out = workdir / "compression"
+    records = {r["method"]: r for r in json.loads((out / "results.json").read_text())}
+    assert list(records) == COMPRESS_METHODS
+    for method, r in records.items():
+        assert 0 <= r["dev"]["accuracy"] <= 1, method
+        assert r["file_bytes"] == (workdir / "teacher" / "compressed" /
+                                   f"{method}.safetensors").stat().st_size > 0
+        assert r["latency_b1"]["seq"] == 16 and r["latency_b1"]["median_ms"] > 0, method
+        assert r["latency_b32"]["repeats"] == 1, method
+    fp32 = records["fp32"]
+    assert records["int8_weight"]["file_bytes"] < 0.5 * fp32["file_bytes"]
+    assert records["bf16"]["kernel_bytes"] < fp32["kernel_bytes"]
+    assert 0 < records["magnitude_oneshot"]["num_nonzero_params"] < fp32["num_params"]
+    assert records["structured_oneshot"]["num_params"] < fp32["num_params"]
+    assert {p.name for p in out.iterdir()} >= {"table.md", "manifest.json",
+                                              "accuracy_vs_latency.png", "accuracy_vs_size.png"}
 
 
 def test_notebook_setup_cells_are_identical():

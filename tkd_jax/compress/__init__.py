@@ -5,5 +5,7 @@ int8 w8a8 forward passes), ``magnitude`` (unstructured pruning, the cubic schedu
 the optax chain), ``structured`` (head / FFN-neuron importance and physical removal),
 ``qat`` (quantization-aware training with qwix), ``storage`` (safetensors on disk),
 ``measure`` (latency, throughput), ``finetune`` (recovery fine-tuning), ``run_io`` (a
-finished run as input).
+finished run as input), ``methods`` (the study's methods by name), ``study`` (compress a run
+with every method, evaluate and time them: ``study.compress_run``), ``report`` (the study's
+table, plots and output directory).
 """

@@ -1,7 +1,7 @@
 """A finished training run as compression input: its model, parameters and GLUE data.
 
-``load_run`` is the one place that calls the training engine's run loader
-(``tkd_jax.train.runs``). Data is re-read with the run's own preprocessing settings
+``load_run`` and ``model_description`` are the only places that call the training engine's
+run loader (``tkd_jax.train.runs``). Data is re-read with the run's own preprocessing settings
 (manifest.json) and its saved tokenizer (tokenizer.json), so dev examples are encoded
 exactly as the run saw them; training-time augmentation is not repeated for recovery
 fine-tuning.
@@ -35,6 +35,13 @@ def load_run(run_dir):
         raise CheckpointError(f"{run_dir}: model {desc.get('name')!r} is not a Transformer; "
                               "compression supports Transformer runs (teacher, transformer, tkd)")
     return module, params, desc
+
+
+def model_description(run_dir) -> dict:
+    """The run's model.json (preset name, overrides, ...), without loading its checkpoint."""
+    from tkd_jax.train import runs  # the engine's run loader
+
+    return runs.read_model_desc(run_dir)
 
 
 def run_manifest(run_dir) -> dict:
