@@ -91,3 +91,26 @@ def test_compare_reads_final_metrics(tmp_path):
     a = _write_run(tmp_path / "a", [], {"metrics": {"accuracy": 0.5, "f1": 0.25}})
     assert viz.compare({"A": a}, metrics=("accuracy", "f1", "mcc")) == [
         {"run": "A", "accuracy": 0.5, "f1": 0.25, "mcc": None}]
+
+
+def test_reproduction_cells_load_and_plot_mean_sd_and_seeds(tmp_path):
+    runs = tmp_path / "runs"
+    for task, row, seed, acc in (("rte", "tkd", 0, 0.6), ("rte", "tkd", 1, 0.7),
+                                 ("rte", "cnn", 0, 0.5), ("mrpc", "tkd", 0, 0.8)):
+        _write_run(runs / task / row / f"seed{seed}", [],
+                   {"task": task, "metrics": {"accuracy": acc}})
+    rows = viz.load_reproduction(runs)
+    assert [(r["task"], r["row"], r["seed"], r["accuracy"]) for r in rows] == [
+        ("mrpc", "tkd", 0, 0.8), ("rte", "cnn", 0, 0.5), ("rte", "tkd", 0, 0.6),
+        ("rte", "tkd", 1, 0.7)]
+    fig = viz.plot_reproduction(rows, metric="accuracy")
+    mrpc, rte = fig.axes
+    assert [p.get_width() for p in rte.patches] == pytest.approx([0.5, 0.65])
+    assert [p.get_width() for p in mrpc.patches] == [0.8]
+    dots = sorted(float(x) for ln in rte.get_lines() if ln.get_marker() == "."
+                  for x in ln.get_xdata())
+    assert dots == [0.5, 0.6, 0.7]
+    with pytest.raises(DataError, match="no reproduction cells with metric 'mcc'"):
+        viz.plot_reproduction(rows, metric="mcc")
+    with pytest.raises(DataError, match="not a directory"):
+        viz.load_reproduction(tmp_path / "nothing")

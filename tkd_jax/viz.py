@@ -120,6 +120,55 @@ def plot_results(rows: Sequence[Mapping[str, Any]], *, metric: str = "accuracy",
     return fig
 
 
+def load_reproduction(runs_dir: str | pathlib.Path) -> list[dict[str, Any]]:
+    """Every cell of the reproduction tables, ``<runs_dir>/<task>/<row>/seed<S>/``, as a row
+    {"task", "row", "seed", <metric>: value, ...}, sorted by task, row, seed."""
+    root = pathlib.Path(runs_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory; expected results/runs/<task>/<row>/seed<S>")
+    rows = []
+    for path in sorted(root.glob("*/*/seed*/final_metrics.json")):
+        try:
+            fm = json.loads(path.read_text())
+        except ValueError:
+            raise DataError(f"{path}: not valid JSON") from None
+        task, row, seed = path.parent.relative_to(root).parts
+        rows.append({"task": task, "row": row, "seed": int(seed.removeprefix("seed")),
+                     **fm.get("metrics", {})})
+    return rows
+
+
+def plot_reproduction(rows: Sequence[Mapping[str, Any]], *, metric: str = "accuracy"):
+    """One panel per task: per row the mean of `metric` over its seeds (bar), the standard
+    deviation (error bar, from 2 seeds on) and every seed (dots). Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tasks: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        if isinstance(r.get(metric), int | float):
+            tasks.setdefault(r["task"], {}).setdefault(r["row"], []).append(float(r[metric]))
+    if not tasks:
+        raise DataError(f"no reproduction cells with metric {metric!r}")
+    height = max(len(v) for v in tasks.values())
+    fig, axes = plt.subplots(1, len(tasks), squeeze=False, sharex=True,
+                             figsize=(3.4 * len(tasks), 0.35 * height + 1.2))
+    for ax, (task, by_row) in zip(axes[0], sorted(tasks.items()), strict=True):
+        names = list(by_row)
+        means = [float(np.mean(v)) for v in by_row.values()]
+        sds = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in by_row.values()]
+        ax.barh(names, means, xerr=sds, color=["C1" if n.startswith("tkd") else "C0"
+                                               for n in names], alpha=0.7)
+        for y, values in enumerate(by_row.values()):
+            ax.plot(values, [y] * len(values), "k.", ms=3)
+        ax.set_title(f"{task}: dev {metric} (n = {max(map(len, by_row.values()))} seeds)",
+                     fontsize=9)
+        ax.invert_yaxis()
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def compare(runs: Mapping[str, str | pathlib.Path],
             metrics: Sequence[str] = ("accuracy", "f1", "mcc")) -> list[dict[str, Any]]:
     """Rows {"run": label, <metric>: value} from each run's final_metrics.json."""
