@@ -8,9 +8,12 @@ Each cell is one `python -m experiments.glue` command run in a subprocess with i
 process). Finished cells (final_metrics.json and predictions.json present) are skipped; an
 interrupted one is run again with the same command, which resumes from its checkpoint, so the
 driver can be stopped (Ctrl-C, SIGTERM: the running cell checkpoints first) and restarted at
-any time. Students of seed S wait for the teacher of seed S. The driver refuses to start from a
-working tree with uncommitted changes (new, untracked run outputs under the runs directory
-aside), so every manifest records a clean commit; it commits nothing itself. `--status` prints
+any time, also in a new checkout: a finished teacher whose checkpoint is not there (only the
+evidence files are committed) is re-run from its manifest before its students, and used only
+if the re-run is identical (``restore_teacher``). Students of seed S wait for the teacher of
+seed S. The driver refuses to start from a working tree with uncommitted changes (new,
+untracked run outputs under the runs directory aside), so every manifest records a clean
+commit; it commits nothing itself. `--status` prints
 done / left / estimated hours (median train_seconds of finished runs of the same row, else of
 the same row family scaled by training-set size). Tables and the report: `python -m
 experiments.tables`.
@@ -26,6 +29,7 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,6 +203,36 @@ class _Runner:
             self.proc = None
 
 
+def has_checkpoint(workdir: pathlib.Path) -> bool:
+    ckpts = workdir / "checkpoints"
+    return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
+
+
+def restore_teacher(workdir: pathlib.Path) -> tuple[bool, list[str]]:
+    """Give a finished teacher cell back its checkpoint, which is never committed.
+
+    In a new checkout a teacher cell is done (its evidence files are committed) but its
+    students cannot learn from it: the checkpoint, the tokenizer and the other local files are
+    gone. The cell is re-run from its manifest into a scratch directory with
+    ``experiments.verify``; only if the re-run is identical (final metrics and every
+    prediction) are the files the cell lacks moved in, so a student learns from exactly the
+    teacher whose numbers are committed. Returns (restored, verify's report).
+    """
+    from experiments import verify
+
+    scratch = workdir.parent / f".restore_{workdir.name}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        code, lines = verify.verify(workdir, scratch)
+        if code == 0:
+            for item in scratch.iterdir():
+                if not (workdir / item.name).exists():
+                    shutil.move(str(item), str(workdir / item.name))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return code == 0, lines
+
+
 DRIVER_FILE = "driver.json"  # wall-clock seconds of every attempt at the cell, summed
 
 
@@ -230,6 +264,18 @@ def run_cells(cells: list[Cell], *, runner=None) -> int:
             continue
         if c.teacher is not None and not (c.teacher / "final_metrics.json").exists():
             print(f"skip {c.workdir}: its teacher {c.teacher} has not finished", flush=True)
+            failed.add(c.workdir)
+            continue
+        if c.teacher is not None and c.teacher not in failed and not has_checkpoint(c.teacher):
+            print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] restore: {c.teacher} has no "
+                  "checkpoint here; re-running it to check it and get one back", flush=True)
+            restored, lines = restore_teacher(c.teacher)
+            print("\n".join(f"  {line}" for line in lines), flush=True)
+            if not restored:
+                print("  not restored: its students are skipped", flush=True)
+                failed.add(c.teacher)
+        if c.teacher is not None and c.teacher in failed:
+            print(f"skip {c.workdir}: its teacher {c.teacher} could not be restored", flush=True)
             failed.add(c.workdir)
             continue
         verb = "resume" if c.started else "start"

@@ -127,6 +127,7 @@ class _FakeRunner:
         if workdir in self.fail:
             return 2
         _finish(reproduce.Cell("", rows_lib.ROWS[0], 0, pathlib.Path(workdir), (), None), 1.0)
+        (pathlib.Path(workdir) / "checkpoints" / "7").mkdir(parents=True)  # as the engine
         return 0
 
 
@@ -149,6 +150,41 @@ def test_run_cells_skips_done_waits_for_teachers_and_counts_failures(tmp_path):
     assert reproduce.run_cells(cells, runner=runner) == 0  # restart: only what is left
     assert [a[a.index("--workdir") + 1] for a in runner.calls] == [
         str(by["teacher", 1].workdir), str(by["tkd", 1].workdir)]
+
+
+def test_a_finished_teacher_without_checkpoint_is_restored_only_if_identical(tmp_path,
+                                                                          monkeypatch):
+    """A new checkout has the teacher's committed files but no checkpoint: the driver re-runs
+    it (experiments.verify) before its students and moves in only what the cell lacks."""
+    from experiments import verify
+
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd")]
+    cells = reproduce.plan(["rte"], rows, seeds=2, runs_dir=tmp_path)
+    by = {(c.row.name, c.seed): c for c in cells}
+    for seed in (0, 1):
+        _finish(by["teacher", seed], 3.0)
+    committed = (by["teacher", 0].workdir / "final_metrics.json").read_text()
+    verified = []
+
+    def fake_verify(run_dir, scratch):  # the re-run leaves a whole run in scratch
+        verified.append(pathlib.Path(run_dir))
+        (scratch / "checkpoints" / "9").mkdir(parents=True)
+        (scratch / "tokenizer.json").write_text("{}")
+        (scratch / "final_metrics.json").write_text('{"rerun": true}')
+        same = pathlib.Path(run_dir) == by["teacher", 0].workdir
+        return (0, ["identical"]) if same else (1, ["1 difference(s):", "metrics.f1: ..."])
+
+    monkeypatch.setattr(verify, "verify", fake_verify)
+    runner = _FakeRunner()
+    assert reproduce.run_cells(cells, runner=runner) == 2  # teacher 1 and its student
+    assert verified == [by["teacher", 0].workdir, by["teacher", 1].workdir]
+    restored = by["teacher", 0].workdir
+    assert reproduce.has_checkpoint(restored) and (restored / "tokenizer.json").exists()
+    assert (restored / "final_metrics.json").read_text() == committed  # never overwritten
+    assert not reproduce.has_checkpoint(by["teacher", 1].workdir)  # differed: not used
+    assert not list(tmp_path.rglob(".restore_*"))  # scratch directories are removed
+    ran = [a[a.index("--workdir") + 1] for a in runner.calls]
+    assert ran == [str(by["tkd", 0].workdir)]
 
 
 @pytest.mark.parametrize("argv, match", [
