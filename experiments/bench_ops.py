@@ -23,33 +23,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-_FLAG = "--xla_cpu_prefer_vector_width=512"  # as experiments.bench: the same XLA setup
-if _FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tkd_jax.compress.measure import cpu_info  # noqa: E402
-from tkd_jax.models import transformer  # noqa: E402
-from tkd_jax.train import reporting  # noqa: E402
+# experiments.bench adds its XLA flags on import, before any XLA backend starts
+from experiments.bench import time_calls
+from tkd_jax.compress.measure import cpu_info
+from tkd_jax.models import transformer
+from tkd_jax.train import reporting
 
 B, L, H, D, HIDDEN, FFN = 64, 128, 12, 32, 384, 1536
 FLOPS = {"dense": 2 * B * L * HIDDEN * FFN, "scores": 2 * B * H * L * L * D,
          "context": 2 * B * H * L * L * D, "attention": 4 * B * H * L * L * D}
-
-
-def _time(fn, steps: int) -> float:
-    fn()
-    out = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return float(np.median(out)) * 1e3
 
 
 def jax_contenders(dtype) -> dict:
@@ -127,7 +114,7 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(args.rounds):
         for name, fn in contenders.items():
-            times[name].append(_time(fn, args.steps))
+            times[name].append(time_calls(fn, args.steps, warmup=1)[0] * 1e3)
     rows = {}
     for name, ts in times.items():
         op = name.split(" ", 2)[2].split(" (")[0]

@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from tests.experiment_utils import TIMING_KEYS
 from tests.process_harness import describe, launch
 
 CLI = "import runpy, sys; sys.argv[0] = 'glue'; runpy.run_module('experiments.glue', " \
@@ -86,7 +87,7 @@ def _records(wd: pathlib.Path, kind: str) -> list[dict]:
 
 def _final(wd):
     out = json.loads((wd / "final_metrics.json").read_text())
-    for k in ("train_seconds", "train_examples_per_second", "compile"):
+    for k in TIMING_KEYS:
         out.pop(k, None)
     return out
 

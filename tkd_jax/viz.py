@@ -67,6 +67,17 @@ def plot_training_curves(runs: Mapping[str, str | pathlib.Path], *,
     return fig
 
 
+def _final_metrics(root: pathlib.Path, pattern: str, expected: str):
+    """(path, parsed JSON) of every file under ``root`` matching ``pattern``, sorted."""
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory; expected {expected}")
+    for path in sorted(root.glob(pattern)):
+        try:
+            yield path, json.loads(path.read_text())
+        except ValueError:
+            raise DataError(f"{path}: not valid JSON") from None
+
+
 def load_results(results_dir: str | pathlib.Path) -> list[dict[str, Any]]:
     """Every final_metrics.json under `results_dir` as a row: {"study", "run", "task",
     "recipe", "seed", <metric>: value, "num_params", "train_seconds"}, sorted by study, run.
@@ -75,14 +86,8 @@ def load_results(results_dir: str | pathlib.Path) -> list[dict[str, Any]]:
     (e.g. "mrpc_tkd", "seed1/mrpc_tkd"), `run` its directory name.
     """
     root = pathlib.Path(results_dir)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a directory; expected a results/ tree")
     rows = []
-    for path in sorted(root.rglob("final_metrics.json")):
-        try:
-            fm = json.loads(path.read_text())
-        except ValueError:
-            raise DataError(f"{path}: not valid JSON") from None
+    for path, fm in _final_metrics(root, "**/final_metrics.json", "a results/ tree"):
         rel = path.parent.relative_to(root)
         rows.append({"study": str(rel.parent), "run": rel.name, "task": fm.get("task"),
                      "recipe": fm.get("recipe"), "seed": fm.get("seed"),
@@ -124,14 +129,9 @@ def load_reproduction(runs_dir: str | pathlib.Path) -> list[dict[str, Any]]:
     """Every cell of the reproduction tables, ``<runs_dir>/<task>/<row>/seed<S>/``, as a row
     {"task", "row", "seed", <metric>: value, ...}, sorted by task, row, seed."""
     root = pathlib.Path(runs_dir)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a directory; expected results/runs/<task>/<row>/seed<S>")
     rows = []
-    for path in sorted(root.glob("*/*/seed*/final_metrics.json")):
-        try:
-            fm = json.loads(path.read_text())
-        except ValueError:
-            raise DataError(f"{path}: not valid JSON") from None
+    for path, fm in _final_metrics(root, "*/*/seed*/final_metrics.json",
+                                   "results/runs/<task>/<row>/seed<S>"):
         task, row, seed = path.parent.relative_to(root).parts
         rows.append({"task": task, "row": row, "seed": int(seed.removeprefix("seed")),
                      **fm.get("metrics", {})})

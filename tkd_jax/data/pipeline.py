@@ -86,14 +86,21 @@ def make_tokenizer(cfg, train_split, pretrained, workdir):
     return tok
 
 
+def train_buckets(cfg, encoded_train) -> tuple[int, ...]:
+    """The run's bucket lengths (``config.bucket_ratio``; 0 = balanced over the training
+    lengths for the passes the run makes: num_train_steps, when set, overrides num_epochs)."""
+    epochs = (cfg.num_train_steps * cfg.batch_size / max(len(encoded_train), 1)
+              if cfg.num_train_steps > 0 else float(cfg.num_epochs))
+    return run_bucket_lengths(encoded_train.lengths, cfg.max_len, ratio=cfg.bucket_ratio,
+                              batch_size=cfg.batch_size, epochs=epochs)
+
+
 def inspect(cfg, pretrained) -> str:
     """The data report of ``python -m experiments.glue --inspect_data`` (no training)."""
     data = load_data(cfg, pretrained, None)
     report = inspect_data(data.task_data, data.tokenizer, max_len=cfg.max_len,
                           batch_size=cfg.batch_size,
-                          buckets=run_bucket_lengths(
-                              data.encoded["train"].lengths, cfg.max_len, ratio=cfg.bucket_ratio,
-                              batch_size=cfg.batch_size, epochs=cfg.num_epochs))
+                          buckets=train_buckets(cfg, data.encoded["train"]))
     report["preprocess"] = data.reports
     return format_report(report)
 

@@ -37,9 +37,10 @@ def make_evaluator(objective, encoded: dict, *, splits, example_ids: dict, main_
                 index.append(batch["index"][keep])
             total = metrics_lib.add_stats(total, out)
         if preds:
-            order = np.argsort(np.concatenate(index), kind="stable")
+            index = np.concatenate(index)
+            order = np.argsort(index, kind="stable")
             preds, labels = np.concatenate(preds)[order], np.concatenate(labels)[order]
-            idx = np.asarray(example_ids[name])[np.concatenate(index)[order]]
+            idx = np.asarray(example_ids[name])[index[order]]
             predictions[name] = {"index": idx, "prediction": preds, "label": labels}
         else:
             preds = labels = None

@@ -27,7 +27,7 @@ import numpy as np
 
 from tkd_jax import data as data_lib
 from tkd_jax.config import RunConfig, computation_config, config_fingerprint
-from tkd_jax.data.pipeline import load_data, load_mlm_data
+from tkd_jax.data.pipeline import load_data, load_mlm_data, train_buckets
 from tkd_jax.distill import teachers as teachers_lib
 from tkd_jax.errors import ConfigError
 from tkd_jax.models import count_params
@@ -54,13 +54,6 @@ def enable_compile_cache(directory: str) -> None:
         # Every compile, not only those over jax's default 1 s: a run's small eval and
         # soft-label steps add up to seconds of its start-up (measured in results/bench).
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-
-
-def _epochs(cfg: RunConfig, train_size: int) -> float:
-    """Passes over the training set the run will make (num_train_steps overrides epochs)."""
-    if cfg.num_train_steps > 0:
-        return cfg.num_train_steps * cfg.batch_size / max(train_size, 1)
-    return float(cfg.num_epochs)
 
 
 def make_parallel(cfg: RunConfig) -> parallel.DataParallel:
@@ -255,9 +248,7 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     is_mlm = cfg.recipe.objective == "mlm"
     data = (load_mlm_data if is_mlm else load_data)(cfg, pretrained, workdir)
     spec = cfg.task
-    buckets = data_lib.run_bucket_lengths(
-        data.encoded["train"].lengths, cfg.max_len, ratio=cfg.bucket_ratio,
-        batch_size=cfg.batch_size, epochs=_epochs(cfg, len(data.encoded["train"])))
+    buckets = train_buckets(cfg, data.encoded["train"])
     batcher = data_lib.TrainBatcher(
         data.encoded["train"], batch_size=cfg.batch_size, seed=cfg.seed, buckets=buckets,
         process_index=jax.process_index(), process_count=jax.process_count())
