@@ -11,9 +11,11 @@ chain, for a few epochs over the task's training split:
 - ``train_module``: the module that is differentiated, e.g. the QAT wrapper of ``module``
   (``qat.qat_module``); its params are ``module``'s.
 
-This is a small loop of its own (no checkpoints, no resume) because the engine's loop is being
-redesigned; once the engine takes ``config.qat`` and ``config.prune.*`` the same pieces plug
-into ``train_and_evaluate``.
+This is a small loop of its own, not the engine's ``train_and_evaluate``: it starts from
+params in memory (a compressed model, possibly with other shapes than any preset), has no
+workdir, checkpoints or evaluation, and lasts minutes. Training runs that prune or quantize
+from the start use the engine instead (``config.prune.*`` and ``config.qat`` put the same
+``magnitude.pruned_optimizer`` and ``qat.qat_module`` into its step).
 """
 
 from __future__ import annotations
