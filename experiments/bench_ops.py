@@ -5,7 +5,8 @@
 At the shapes of minilm_l6 inference at batch 64 x 128 (hidden 384, 12 heads of 32, FFN 1536),
 in fp32 and bf16 (bf16 operands, fp32 accumulation, as ``tkd_jax.models.precision``):
 
-  dense      x [8192, 384] @ W [384, 1536] (the FFN-in matmul; the other Dense layers are alike)
+  dense      x [8192, 384] @ W [384, 1536] (the FFN-in matmul; the other Dense layers are alike);
+             in bf16 also the XLA dot alone on operands cast beforehand
   scores     Q K^T per head: [64, 12, 128, 32] x [64, 12, 128, 32] -> [64, 12, 128, 128]
   context    P V per head:   [64, 12, 128, 128] x [64, 12, 128, 32] -> [64, 12, 128, 32]
   attention  softmax(Q K^T / sqrt(d) + mask) V: ours (``tkd_jax.models.transformer``'s
@@ -61,13 +62,20 @@ def jax_contenders(dtype) -> dict:
         return jax.nn.dot_product_attention(q.astype(dtype), k.astype(dtype), v.astype(dtype),
                                             mask=mask[:, None, None, :], implementation="xla")
 
-    return {
+    contenders = {
         "dense": run(lambda x, w: mp.mp_matmul(x, w, dtype=dtype), x, w),
         "scores": run(lambda q, k: mp.attention_scores(q, k, dtype=dtype), q, k),
         "context": run(lambda p, v: mp.attention_context(p, v, dtype=dtype), p, v),
         "attention": run(ours, q, k, v, mask),
         "attention (jax.nn.dot_product_attention)": run(library, q, k, v, mask),
     }
+    if dtype != jnp.float32:
+        # The XLA kernel alone, without our casts: torch's bf16 contender also gets its operands
+        # already in bf16 (and returns bf16, half the bytes of our f32 result).
+        xc, wc = x.astype(dtype), w.astype(dtype)
+        contenders["dense (operands pre-cast)"] = run(
+            lambda x, w: jnp.dot(x, w, preferred_element_type=jnp.float32), xc, wc)
+    return contenders
 
 
 def torch_contenders(dtype_name: str, threads: int) -> dict:
