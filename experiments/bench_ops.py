@@ -2,13 +2,15 @@
 
     python -m experiments.bench_ops --rounds 5 --json results/bench/ops.json
 
-At the shapes of minilm_l6 inference at batch 64 x 128 (hidden 384, 12 heads of 32, FFN 1536),
-in fp32 and bf16 (bf16 operands, fp32 accumulation, as ``tkd_jax.models.precision``):
+At the shapes of minilm_l6 inference at batch b x 128 (``--batch``, default 64; hidden 384,
+12 heads of 32, FFN 1536), in fp32 and bf16 (bf16 operands, fp32 accumulation, as
+``tkd_jax.models.precision``):
 
-  dense      x [8192, 384] @ W [384, 1536] (the FFN-in matmul; the other Dense layers are alike);
-             in bf16 also the XLA dot alone on operands cast beforehand
-  scores     Q K^T per head: [64, 12, 128, 32] x [64, 12, 128, 32] -> [64, 12, 128, 128]
-  context    P V per head:   [64, 12, 128, 128] x [64, 12, 128, 32] -> [64, 12, 128, 32]
+  dense      x [b*128, 384] @ W [384, 1536] (the FFN-in matmul; the other Dense layers are
+             alike); in bf16 also the XLA dot alone on operands cast beforehand, in fp32 also
+             the compression study's int8 dynamic (w8a8) Dense, through qwix
+  scores     Q K^T per head: [b, 12, 128, 32] x [b, 12, 128, 32] -> [b, 12, 128, 128]
+  context    P V per head:   [b, 12, 128, 128] x [b, 12, 128, 32] -> [b, 12, 128, 32]
   attention  softmax(Q K^T / sqrt(d) + mask) V: ours (``tkd_jax.models.transformer``'s
              ``attention_probs`` + ``attention_context``), ``jax.nn.dot_product_attention``
              (XLA implementation), and, when torch is installed, ``torch.bmm`` products and
@@ -35,18 +37,43 @@ from tkd_jax.compress.measure import cpu_info
 from tkd_jax.models import transformer
 from tkd_jax.train import reporting
 
-B, L, H, D, HIDDEN, FFN = 64, 128, 12, 32, 384, 1536
-FLOPS = {"dense": 2 * B * L * HIDDEN * FFN, "scores": 2 * B * H * L * L * D,
-         "context": 2 * B * H * L * L * D, "attention": 4 * B * H * L * L * D}
+L, H, D, HIDDEN, FFN = 128, 12, 32, 384, 1536
 
 
-def jax_contenders(dtype) -> dict:
+def flops(b: int) -> dict:
+    return {"dense": 2 * b * L * HIDDEN * FFN, "scores": 2 * b * H * L * L * D,
+            "context": 2 * b * H * L * L * D, "attention": 4 * b * H * L * L * D}
+
+
+def int8_dense(x, w):
+    """The Dense layer as the compression study's ``int8_dynamic`` runtime runs it: qwix PTQ,
+    weights int8 per output channel, activations int8 per token at run time."""
+    import flax.linen as nn
+    import qwix
+
+    from tkd_jax.compress.runtime import int8_dynamic_rules
+    from tkd_jax.models.precision import Dense
+
+    class Layer(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return Dense(FFN, name="dense")(x)
+
+    rules = [qwix.QuantizationRule(**{**vars(r), "module_path": ".*"})
+             for r in int8_dynamic_rules()]
+    qmodule = qwix.quantize_model(Layer(), qwix.PtqProvider(rules))
+    abstract = jax.eval_shape(lambda: qmodule.init(jax.random.PRNGKey(0), x))["params"]
+    qparams = qwix.quantize_params({"dense": {"kernel": w, "bias": jnp.zeros((FFN,))}}, abstract)
+    return lambda x: qmodule.apply({"params": qparams}, x), qparams
+
+
+def jax_contenders(dtype, b: int) -> dict:
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((B * L, HIDDEN)), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((b * L, HIDDEN)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((HIDDEN, FFN)) * 0.05, jnp.float32)
-    q, k, v = (jnp.asarray(rng.standard_normal((B, L, H, D)), jnp.float32) for _ in range(3))
-    p = jax.nn.softmax(jnp.asarray(rng.standard_normal((B, H, L, L)), jnp.float32), -1)
-    mask = jnp.ones((B, L), bool)
+    q, k, v = (jnp.asarray(rng.standard_normal((b, L, H, D)), jnp.float32) for _ in range(3))
+    p = jax.nn.softmax(jnp.asarray(rng.standard_normal((b, H, L, L)), jnp.float32), -1)
+    mask = jnp.ones((b, L), bool)
 
     def run(f, *args):
         f = jax.jit(f)
@@ -75,10 +102,13 @@ def jax_contenders(dtype) -> dict:
         xc, wc = x.astype(dtype), w.astype(dtype)
         contenders["dense (operands pre-cast)"] = run(
             lambda x, w: jnp.dot(x, w, preferred_element_type=jnp.float32), xc, wc)
+    else:
+        f, _ = int8_dense(x, w)
+        contenders["dense (int8 dynamic, qwix)"] = run(f, x)
     return contenders
 
 
-def torch_contenders(dtype_name: str, threads: int) -> dict:
+def torch_contenders(dtype_name: str, threads: int, b: int) -> dict:
     try:
         import torch
     except ImportError:
@@ -86,9 +116,9 @@ def torch_contenders(dtype_name: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     dt = torch.bfloat16 if dtype_name == "bf16" else torch.float32
     g = torch.Generator().manual_seed(0)
-    x, w = torch.randn(B * L, HIDDEN, generator=g), torch.randn(HIDDEN, FFN, generator=g)
-    q, k, v = (torch.randn(B, H, L, D, generator=g).to(dt) for _ in range(3))
-    p = torch.softmax(torch.randn(B, H, L, L, generator=g), -1).to(dt)
+    x, w = torch.randn(b * L, HIDDEN, generator=g), torch.randn(HIDDEN, FFN, generator=g)
+    q, k, v = (torch.randn(b, H, L, D, generator=g).to(dt) for _ in range(3))
+    p = torch.softmax(torch.randn(b, H, L, L, generator=g), -1).to(dt)
     x, w = x.to(dt), w.to(dt)
     f = torch.nn.functional.scaled_dot_product_attention
 
@@ -112,13 +142,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64, help="sequences of 128 tokens")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     contenders = {}
     for name, dtype in (("fp32", jnp.float32), ("bf16", jnp.bfloat16)):
-        contenders.update({f"jax {name} {k}": f for k, f in jax_contenders(dtype).items()})
+        contenders.update({f"jax {name} {k}": f for k, f in jax_contenders(dtype, args.batch).items()})
         contenders.update({f"torch {name} {k}": f
-                           for k, f in torch_contenders(name, args.threads).items()})
+                           for k, f in torch_contenders(name, args.threads, args.batch).items()})
     times: dict[str, list[float]] = {k: [] for k in contenders}
     for _ in range(args.rounds):
         for name, fn in contenders.items():
@@ -128,12 +159,12 @@ def main(argv=None) -> int:
         op = name.split(" ", 2)[2].split(" (")[0]
         med = float(np.median(ts))
         rows[name] = {"ms": med, "min": float(min(ts)), "max": float(max(ts)),
-                      "gflops": FLOPS[op] / med / 1e6}
+                      "gflops": flops(args.batch)[op] / med / 1e6}
         print(f"{name:<52} {med:9.2f} ms [{min(ts):.2f}-{max(ts):.2f}] "
               f"{rows[name]['gflops']:7.0f} GFLOP/s")
     if args.json:
         reporting.write_json(args.json, {
-            "rows": rows, "rounds": args.rounds, "steps": args.steps, "machine": cpu_info(),
+            "rows": rows, "batch": args.batch, "rounds": args.rounds, "steps": args.steps, "machine": cpu_info(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "git_commit": reporting.git_commit(),
             "command": "python -m experiments.bench_ops " + " ".join(sys.argv[1:])})
     return 0
