@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     contenders = {}
     for name, dtype in (("fp32", jnp.float32), ("bf16", jnp.bfloat16)):
-        contenders.update({f"jax {name} {k}": f for k, f in jax_contenders(dtype, args.batch).items()})
+        contenders.update({f"jax {name} {k}": f
+                           for k, f in jax_contenders(dtype, args.batch).items()})
         contenders.update({f"torch {name} {k}": f
                            for k, f in torch_contenders(name, args.threads, args.batch).items()})
     times: dict[str, list[float]] = {k: [] for k in contenders}
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
               f"{rows[name]['gflops']:7.0f} GFLOP/s")
     if args.json:
         reporting.write_json(args.json, {
-            "rows": rows, "batch": args.batch, "rounds": args.rounds, "steps": args.steps, "machine": cpu_info(),
+            "rows": rows, "batch": args.batch, "rounds": args.rounds, "steps": args.steps,
+            "machine": cpu_info(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "git_commit": reporting.git_commit(),
             "command": "python -m experiments.bench_ops " + " ".join(sys.argv[1:])})
     return 0
