@@ -63,9 +63,12 @@ def fake_batch(batch: int, seq: int, vocab: int, num_labels: int = 2, seed: int 
     }
 
 
-def ours_train(model_name: str, batch: int, seq: int, precision: str):
-    """A callable that runs one jitted train step (blocking), and its compile seconds."""
-    model = create_model(model_name, num_labels=2, dtype=state_lib.compute_dtype(precision))
+def ours_train(model_name: str, batch: int, seq: int, precision: str, **overrides):
+    """A callable that runs one jitted train step (blocking), and its compile seconds.
+
+    ``overrides``: model config fields (e.g. the dropout rates, for ``--ablate_dropout``)."""
+    model = create_model(model_name, num_labels=2, dtype=state_lib.compute_dtype(precision),
+                         **overrides)
     b = fake_batch(batch, seq, get_config(model_name).vocab_size)
     params = model.init(jax.random.key(0), b["input_ids"][:1], b["attention_mask"][:1])["params"]
     tx, _ = optim.make_optimizer(learning_rate=1e-4, total_steps=1000, warmup_steps=100)
@@ -144,6 +147,10 @@ def build(what: str, args, peer) -> tuple[dict, dict]:
         maker = ours_train if what == "train" else ours_forward
         fns[f"ours {precision}"], compiles[f"ours {precision}"] = maker(
             args.model, batch, seq, precision)
+        if what == "train" and args.ablate_dropout:  # what any cheaper dropout could win at most
+            name = f"ours {precision} (no dropout)"
+            fns[name], compiles[name] = ours_train(args.model, batch, seq, precision,
+                                                   dropout_rate=0.0, attention_dropout_rate=0.0)
     if peer is not None:
         fns.update(peer.contenders(what, batch, seq))
     return fns, compiles
@@ -208,6 +215,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--no_compile", action="store_true", help="skip torch.compile contenders")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--ablate_dropout", action="store_true",
+                   help="train: also time our step with every dropout rate 0")
     args = p.parse_args(argv)
     peer = None if args.peer == "off" else bench_peer.load(
         args.teacher, threads=args.threads, compile=not args.no_compile,
