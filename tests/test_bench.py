@@ -37,3 +37,22 @@ def test_bench_cli_runs_tiny_model_without_peer(tmp_path, monkeypatch, capsys):
                                    c["wall_rounds"]))
         np.testing.assert_allclose(r, want)
     assert "ours bf16 / ours fp32" in capsys.readouterr().out
+
+
+def test_ablate_dropout_adds_a_train_contender_without_dropout(tmp_path, monkeypatch):
+    monkeypatch.setitem(bench.SHAPES, "train", (2, 8))
+    seen = []
+    real = bench.create_model
+
+    def spy(name, **kw):  # the ablation's model has every dropout rate 0, the other its preset's
+        seen.append({k: v for k, v in kw.items() if "dropout" in k})
+        return real(name, **kw)
+
+    monkeypatch.setattr(bench, "create_model", spy)
+    out = tmp_path / "b.json"
+    assert bench.main(["train", "--model", "tiny", "--precisions", "fp32", "--rounds", "1",
+                       "--steps", "1", "--peer", "off", "--ablate_dropout",
+                       "--json", str(out)]) == 0
+    (b,) = json.loads(out.read_text())["benchmarks"]
+    assert set(b["contenders"]) == {"ours fp32", "ours fp32 (no dropout)"}
+    assert seen == [{}, {"dropout_rate": 0.0, "attention_dropout_rate": 0.0}]
