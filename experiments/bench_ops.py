@@ -49,9 +49,8 @@ def int8_dense(x, w):
     """The Dense layer as the compression study's ``int8_dynamic`` runtime runs it: qwix PTQ,
     weights int8 per output channel, activations int8 per token at run time."""
     import flax.linen as nn
-    import qwix
 
-    from tkd_jax.compress.runtime import int8_dynamic_rules
+    from tkd_jax.compress.runtime import quantize_int8_dynamic
     from tkd_jax.models.precision import Dense
 
     class Layer(nn.Module):
@@ -59,12 +58,9 @@ def int8_dense(x, w):
         def __call__(self, x):
             return Dense(FFN, name="dense")(x)
 
-    rules = [qwix.QuantizationRule(**{**vars(r), "module_path": ".*"})
-             for r in int8_dynamic_rules()]
-    qmodule = qwix.quantize_model(Layer(), qwix.PtqProvider(rules))
-    abstract = jax.eval_shape(lambda: qmodule.init(jax.random.PRNGKey(0), x))["params"]
-    qparams = qwix.quantize_params({"dense": {"kernel": w, "bias": jnp.zeros((FFN,))}}, abstract)
-    return lambda x: qmodule.apply({"params": qparams}, x), qparams
+    qmodule, qparams = quantize_int8_dynamic(
+        Layer(), {"dense": {"kernel": w, "bias": jnp.zeros((FFN,))}}, x, module_path=".*")
+    return lambda x: qmodule.apply({"params": qparams}, x)
 
 
 def jax_contenders(dtype, b: int) -> dict:
@@ -103,8 +99,7 @@ def jax_contenders(dtype, b: int) -> dict:
         contenders["dense (operands pre-cast)"] = run(
             lambda x, w: jnp.dot(x, w, preferred_element_type=jnp.float32), xc, wc)
     else:
-        f, _ = int8_dense(x, w)
-        contenders["dense (int8 dynamic, qwix)"] = run(f, x)
+        contenders["dense (int8 dynamic, qwix)"] = run(int8_dense(x, w), x)
     return contenders
 
 
@@ -155,12 +150,12 @@ def main(argv=None) -> int:
     for _ in range(args.rounds):
         for name, fn in contenders.items():
             times[name].append(time_calls(fn, args.steps, warmup=1)[0] * 1e3)
-    rows = {}
+    rows, work = {}, flops(args.batch)
     for name, ts in times.items():
         op = name.split(" ", 2)[2].split(" (")[0]
         med = float(np.median(ts))
         rows[name] = {"ms": med, "min": float(min(ts)), "max": float(max(ts)),
-                      "gflops": flops(args.batch)[op] / med / 1e6}
+                      "gflops": work[op] / med / 1e6}
         print(f"{name:<52} {med:9.2f} ms [{min(ts):.2f}-{max(ts):.2f}] "
               f"{rows[name]['gflops']:7.0f} GFLOP/s")
     if args.json:

@@ -59,17 +59,23 @@ def _bf16(module, params):
     return apply, jax.tree_util.tree_map_with_path(cast, params)
 
 
-def int8_dynamic_rules() -> list[qwix.QuantizationRule]:
-    return [qwix.QuantizationRule(module_path=DENSE_PATH, weight_qtype=jnp.int8,
+def int8_dynamic_rules(module_path: str = DENSE_PATH) -> list[qwix.QuantizationRule]:
+    return [qwix.QuantizationRule(module_path=module_path, weight_qtype=jnp.int8,
                                   act_qtype=jnp.int8)]
 
 
-def _int8_dynamic(module, params):
-    qmodule = qwix.quantize_model(module, qwix.PtqProvider(int8_dynamic_rules()))
-    ids = jnp.zeros((1, 8), jnp.int32)
+def quantize_int8_dynamic(module, params, *example_args, module_path: str = DENSE_PATH):
+    """(qwix-quantized module, its int8 params) of ``module``: w8a8 on the layers whose path
+    matches ``module_path``; ``example_args`` (any small shapes) give the params' structure."""
+    qmodule = qwix.quantize_model(module, qwix.PtqProvider(int8_dynamic_rules(module_path)))
     abstract = jax.eval_shape(
-        lambda: qmodule.init(jax.random.PRNGKey(0), ids, jnp.ones_like(ids), ids))["params"]
-    qparams = qwix.quantize_params(jax.tree.map(jnp.asarray, params), abstract)
+        lambda: qmodule.init(jax.random.PRNGKey(0), *example_args))["params"]
+    return qmodule, qwix.quantize_params(jax.tree.map(jnp.asarray, params), abstract)
+
+
+def _int8_dynamic(module, params):
+    ids = jnp.zeros((1, 8), jnp.int32)
+    qmodule, qparams = quantize_int8_dynamic(module, params, ids, jnp.ones_like(ids), ids)
 
     def apply(p, ids, mask, types):
         return qmodule.apply({"params": p}, ids, mask, types).logits
