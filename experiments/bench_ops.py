@@ -140,6 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64, help="sequences of 128 tokens")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if args.batch < 1 or args.rounds < 1 or args.steps < 1:
+        ap.error("--batch, --rounds and --steps must be >= 1")  # one line, exit 2
     contenders = {}
     for name, dtype in (("fp32", jnp.float32), ("bf16", jnp.bfloat16)):
         contenders.update({f"jax {name} {k}": f
