@@ -11,6 +11,7 @@ from tests.experiment_utils import run_cli
     (["--sparsity", "-0.2"], r"--sparsity: expected a fraction in [0, 1), got -0.2"),
     (["--head_fraction", "1.0"], "cannot prune more heads than exist"),
     (["--percentile", "0"], "--percentile=0.0: expected in (0, 100]"),
+    (["--seed", "-1"], "--seed=-1: expected a non-negative integer"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     r = run_cli(["--run", str(tmp_path), *args], module="experiments.compress", timeout=300)

@@ -69,3 +69,8 @@ def test_settings_of_names_only_what_a_method_depends_on():
     assert study.settings_of("structured", **knobs) == {
         "method": "structured", "percentile": 99.0, "head_fraction": 0.25, "ffn_fraction": 0.5,
         "finetune": 1, "learning_rate": 0.0}
+    # another seed is named only where it matters: recovery and head importance
+    assert study.settings_of("structured_oneshot", **knobs, seed=3)["seed"] == 3
+    assert study.settings_of("qat_int8", **knobs, seed=3)["seed"] == 3
+    assert "seed" not in study.settings_of("magnitude_oneshot", **knobs, seed=3)
+    assert "seed" not in study.settings_of("magnitude", **knobs, seed=None)

@@ -30,8 +30,12 @@ DEFAULT_METHODS = ("fp32", "bf16", "int8_weight", "int8_dynamic", "magnitude_one
 
 
 def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_fraction,
-                finetune, learning_rate) -> dict:
-    """The settings a method's file depends on (a file is reused only if they are equal)."""
+                finetune, learning_rate, seed=None) -> dict:
+    """The settings a method's file depends on (a file is reused only if they are equal).
+
+    ``seed`` (recovery batches and dropout, head-importance batches) is named only when it
+    is not the run's own (None), so files written before the option existed stay reusable.
+    """
     s = {"method": method, "percentile": percentile}
     if method.startswith("magnitude"):
         s.update(sparsity=sparsity, scope=scope)
@@ -39,6 +43,8 @@ def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_
         s.update(head_fraction=head_fraction, ffn_fraction=ffn_fraction)
     if method in methods_lib.FINETUNED:
         s.update(finetune=finetune, learning_rate=learning_rate)
+    if seed is not None and (method in methods_lib.FINETUNED or method.startswith("structured")):
+        s.update(seed=seed)
     return s
 
 
@@ -75,9 +81,13 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
                  sparsity: float = 0.5, scope: str = "global", head_fraction: float = 0.5,
                  ffn_fraction: float = 0.5, percentile: float = 100.0,
                  learning_rate: float = 0.0, repeats: int = 40, repeats_b32: int = 10,
-                 data_dir: str | None = None, seq: int = 128,
+                 data_dir: str | None = None, seq: int = 128, seed: int | None = None,
                  log: Callable = print) -> list[dict]:
     """One record per method (see the module docstring); ``learning_rate`` 0 = the run's.
+
+    ``seed``: the seed of recovery fine-tuning and head importance, None = the run's own. A
+    different seed measures how much a method's result owes to its seed; its files go to
+    ``<run>/compressed/seed<N>/`` so the run-seed files stay.
 
     ``finetune`` is the recovery fine-tuning epochs of the methods in ``methods.FINETUNED``;
     ``repeats`` / ``repeats_b32`` the timed rounds at batch 1 / 32; ``seq`` the timed
@@ -88,7 +98,10 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     run_dir = pathlib.Path(run_dir)
     module, params, _ = run_io.load_run(run_dir)
     spec, encoded, run_config = run_io.load_run_data(run_dir, data_dir=data_dir)
-    workdir = run_dir / "compressed"
+    own_seed = int(run_config.seed)
+    if seed == own_seed:
+        seed = None
+    workdir = run_dir / "compressed" / (f"seed{seed}" if seed is not None else "")
     workdir.mkdir(parents=True, exist_ok=True)
     # The context (and the fine-tuned models it caches) lives only while the files are made.
     ctx = methods_lib.Context(
@@ -96,10 +109,10 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
         finetune_epochs=finetune, learning_rate=learning_rate or float(run_config.learning_rate),
         batch_size=int(run_config.batch_size), sparsity=sparsity, scope=scope,
         head_fraction=head_fraction, ffn_fraction=ffn_fraction, percentile=percentile,
-        seed=int(run_config.seed), log=log)
+        seed=own_seed if seed is None else seed, log=log)
     knobs = dict(percentile=percentile, sparsity=sparsity, scope=scope,
                  head_fraction=head_fraction, ffn_fraction=ffn_fraction, finetune=finetune,
-                 learning_rate=learning_rate)
+                 learning_rate=learning_rate, seed=seed)
     records = [produce(ctx, m, settings_of(m, **knobs), workdir, log) for m in names]
     del ctx
     models = evaluate_files(records, workdir, spec, encoded[spec.eval_splits[0]], log=log)
