@@ -25,6 +25,7 @@ from typing import Any
 
 import ml_collections
 
+from tkd_jax.data.holdout import with_holdout
 from tkd_jax.data.preprocess import AUGMENT_OPS, PreprocessConfig
 from tkd_jax.data.tasks import TaskSpec, get_task
 from tkd_jax.errors import ConfigError
@@ -246,6 +247,7 @@ class RunConfig:
     vocab_size: int
     max_train_examples: int
     max_eval_examples: int
+    holdout_examples: int  # > 0: evaluate on this many held-out training examples, not dev
     preprocess: PreprocessConfig
     # optimisation
     batch_size: int
@@ -290,8 +292,13 @@ class RunConfig:
         """
         if not c.task:
             raise ConfigError("config.task: not set (expected a GLUE task, e.g. mrpc)")
-        task = get_task(c.task)
         recipe = get_recipe(c.recipe)
+        holdout = _at_least("holdout_examples", c.get("holdout_examples", 0), 0,
+                            ">= 0 (0 = evaluate on dev)")
+        if holdout and recipe.objective == "mlm":
+            raise ConfigError(f"config.holdout_examples={holdout}: the {recipe.name} recipe "
+                              "has no labels to hold out (expected 0)")
+        task = with_holdout(get_task(c.task), holdout)
         distill = DistillConfig.from_dict(c.distill)
         recipe.check(model=c.model, distill_enabled=distill.enabled,
                      teacher_runs=distill.teacher_runs)
@@ -364,6 +371,7 @@ class RunConfig:
                                          ">= 0 (0 = all)"),
             max_eval_examples=_at_least("max_eval_examples", c.max_eval_examples, 0,
                                         ">= 0 (0 = all)"),
+            holdout_examples=holdout,
             preprocess=preprocess, batch_size=c.batch_size, eval_batch_size=c.eval_batch_size,
             num_epochs=c.num_epochs, num_train_steps=c.num_train_steps,
             optim=OptimConfig.from_dict(c),

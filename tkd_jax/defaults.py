@@ -35,6 +35,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.vocab_size = 8000  # size of the trained WordPiece vocabulary (tokenizer=trained only)
     c.max_train_examples = 0  # > 0: use only the first N training examples (smoke runs)
     c.max_eval_examples = 0  # > 0: evaluate on only the first N examples of each dev split
+    c.holdout_examples = 0  # > 0: hold out N training examples and evaluate on them, not dev
     c.preprocess = ml_collections.ConfigDict()
     c.preprocess.dedup = False  # drop duplicate training examples (never dev)
     c.preprocess.drop_missing = True  # drop rows whose text is empty (counted in the report)

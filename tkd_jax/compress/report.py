@@ -26,12 +26,18 @@ def _seq(rows: list[dict]) -> int:
     return rows[0]["latency_b1"]["seq"] if rows else 128
 
 
+def _split(rows: list[dict]) -> str:
+    """The evaluation split's name: dev, or holdout for a run that held out part of train
+    (a record's "dev" key holds the metrics of this split either way)."""
+    return rows[0].get("eval_split", "dev") if rows else "dev"
+
+
 def markdown_table(rows: list[dict], *, metric: str, title: str) -> str:
     """One row per method: metric, file size (and ratio), params, latency b1 and b32."""
     acc = metric != "accuracy" and all("accuracy" in r["dev"] for r in rows)
-    seq = _seq(rows)
+    seq, split = _seq(rows), _split(rows)
     lines = [f"# {title}", "",
-             f"| method | dev {metric} | Δ vs fp32 |{' dev accuracy |' if acc else ''} "
+             f"| method | {split} {metric} | Δ vs fp32 |{f' {split} accuracy |' if acc else ''} "
              "file | × smaller | Dense kernels × smaller "
              f"| params | b1×{seq} median / p90 | × faster | b32×{seq} median / p90 | ex/s "
              "| × faster | cost |",
@@ -64,14 +70,15 @@ AXES = {
 
 
 def _draw(ax, rows: list[dict], key: str, *, metric: str, title: str) -> None:
-    """One labelled point per method: dev ``metric`` against the ``key`` axis."""
+    """One labelled point per method: ``metric`` (on the evaluation split) against the ``key``
+    axis."""
     xlabel, _, xfn = AXES[key]
     for r in rows:
         x, y = xfn(r), 100 * r["dev"][metric]
         ax.scatter([x], [y], s=30)
         ax.annotate(r["method"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel(xlabel.format(seq=_seq(rows)))
-    ax.set_ylabel(f"dev {metric} (%)")
+    ax.set_ylabel(f"{_split(rows)} {metric} (%)")
     ax.set_title(f"{title}: {metric} vs {key}", fontsize=10)
     ax.grid(alpha=0.3)
 

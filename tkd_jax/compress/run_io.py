@@ -53,15 +53,17 @@ def run_manifest(run_dir) -> dict:
 
 
 def load_run_data(run_dir, *, data_dir: str | None = None):
-    """(task spec, encoded splits {"train", dev...}, run config) as the run encoded them."""
+    """(task spec, encoded splits {"train", dev... or "holdout"}, run config) as the run
+    encoded them (a run with ``holdout_examples`` evaluates on its held-out slice of train)."""
     from tokenizers import Tokenizer
 
     run_dir = pathlib.Path(run_dir)
     manifest = run_manifest(run_dir)
     config = ml_collections.ConfigDict(manifest["config"])
-    spec = data_lib.get_task(manifest["task"])
+    holdout = int(config.get("holdout_examples", 0))
+    spec = data_lib.with_holdout(data_lib.get_task(manifest["task"]), holdout)
     task_data = data_lib.load_task(spec.name, source=config.get("data_source", "auto"),
-                                   data_dir=data_dir)
+                                   data_dir=data_dir, splits=data_lib.source_splits(holdout))
     pre = {**config.preprocess.to_dict(), "augment": "none"}
     pcfg = data_lib.PreprocessConfig(**pre, seed=int(config.seed))
     try:
@@ -70,11 +72,10 @@ def load_run_data(run_dir, *, data_dir: str | None = None):
         raise CheckpointError(f"{run_dir / 'tokenizer.json'}: cannot read the run's tokenizer "
                               f"({type(e).__name__})") from None
     encoded = {}
-    for name in ("train", *spec.eval_splits):
-        split = task_data.splits[name]
-        limit = config.max_train_examples if name == "train" else config.max_eval_examples
-        if limit > 0:
-            split = split.take(limit)
+    raw = data_lib.run_splits(task_data, spec, max_train_examples=int(config.max_train_examples),
+                              max_eval_examples=int(config.max_eval_examples),
+                              holdout_examples=holdout)
+    for name, split in raw.items():
         split, _ = data_lib.preprocess(split, pcfg, is_train=name == "train")
         encoded[name] = data_lib.encode_split(tokenizer, split, max_len=int(config.max_len))
     return spec, encoded, config

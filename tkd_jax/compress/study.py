@@ -140,7 +140,9 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
 
 def evaluate_files(records: list[dict], workdir: pathlib.Path, spec, dev,
                    log: Callable = print) -> dict:
-    """Add "dev" metrics and "kernel_bytes" to each record, from its saved file alone.
+    """Add "dev" metrics (of ``dev``, the run's evaluation split: dev, or its held-out slice
+    of train, named in "eval_split") and "kernel_bytes" to each record, from its saved file
+    alone.
 
     Returns {method: (jitted apply, runtime params)} for timing.
     """
@@ -151,10 +153,12 @@ def evaluate_files(records: list[dict], workdir: pathlib.Path, spec, dev,
         apply, rparams = runtime.make_runtime(rec["runtime"], Transformer(cfg), loaded)
         apply = jax.jit(apply)
         rec["dev"] = run_io.evaluate(apply, rparams, spec, dev)
+        rec["eval_split"] = spec.eval_splits[0]
         stored = storage.stored_bytes(path)
         rec["kernel_bytes"] = sum(v for k, v in stored.items() if k.endswith("/kernel"))
         models[rec["method"]] = (apply, rparams)
-        log(f"{rec['method']}: dev {spec.main_metric} {rec['dev'][spec.main_metric]:.4f}, "
+        score = rec["dev"][spec.main_metric]
+        log(f"{rec['method']}: {spec.eval_splits[0]} {spec.main_metric} {score:.4f}, "
             f"file {rec['file_bytes']:,} B")
     return models
 

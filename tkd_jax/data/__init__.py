@@ -20,6 +20,7 @@ from tkd_jax.data.batching import (
     run_bucket_lengths,
 )
 from tkd_jax.data.examples import Split, TaskData
+from tkd_jax.data.holdout import HOLDOUT_SPLIT, run_splits, source_splits, with_holdout
 from tkd_jax.data.hub import HUB_ID, load_hub
 from tkd_jax.data.local import load_local, read_tsv
 from tkd_jax.data.preprocess import (
@@ -46,6 +47,7 @@ __all__ = [
     "ABBREVIATIONS",
     "CONTRACTIONS",
     "DEFAULT_BUCKETS",
+    "HOLDOUT_SPLIT",
     "HUB_ID",
     "SOURCES",
     "SPECIAL_TOKENS",
@@ -74,5 +76,8 @@ __all__ = [
     "read_tsv",
     "remove_punctuation",
     "run_bucket_lengths",
+    "run_splits",
+    "source_splits",
     "train_wordpiece",
+    "with_holdout",
 ]

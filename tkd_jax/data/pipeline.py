@@ -19,6 +19,7 @@ import numpy as np
 
 from tkd_jax.data.batching import run_bucket_lengths
 from tkd_jax.data.examples import Split
+from tkd_jax.data.holdout import run_splits, source_splits
 from tkd_jax.data.neighbors import embedding_neighbors
 from tkd_jax.data.preprocess import preprocess
 from tkd_jax.data.report import format_report, inspect_data
@@ -40,18 +41,16 @@ class TaskSplits:
 def load_data(cfg, pretrained, workdir: pathlib.Path | None) -> TaskSplits:
     """Task data of ``cfg.task``: preprocessed, tokenized and encoded train and eval splits."""
     spec = cfg.task
-    task_data = load_task(spec.name, source=cfg.data_source, data_dir=cfg.data_dir)
+    task_data = load_task(spec.name, source=cfg.data_source, data_dir=cfg.data_dir,
+                          splits=source_splits(cfg.holdout_examples))
     if "train" not in task_data.splits:
         raise ConfigError(f"task {spec.name}: no training split found in the data source")
     pcfg = cfg.preprocess
     splits, reports = {}, {}
-    for name in ("train", *spec.eval_splits):
-        if name not in task_data.splits:
-            raise ConfigError(f"task {spec.name}: split {name!r} not found in the data source")
-        split = task_data.splits[name]
-        limit = cfg.max_train_examples if name == "train" else cfg.max_eval_examples
-        if limit > 0:
-            split = split.take(limit)
+    raw = run_splits(task_data, spec, max_train_examples=cfg.max_train_examples,
+                     max_eval_examples=cfg.max_eval_examples,
+                     holdout_examples=cfg.holdout_examples)
+    for name, split in raw.items():
         if name == "train" and "replace" in pcfg.augment:
             pcfg = dataclasses.replace(pcfg, neighbors=replacement_table(
                 split, pretrained, k=pcfg.augment_neighbors))

@@ -1,0 +1,87 @@
+"""`config.holdout_examples`: a fixed held-out slice of train evaluated in place of dev."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import tkd_jax
+from tkd_jax.compress import run_io
+from tkd_jax.config import RunConfig
+from tkd_jax.data import examples, holdout, load_task
+from tkd_jax.errors import ConfigError
+
+
+def _split(n: int) -> examples.Split:
+    return examples.Split(text_a=[f"s{i}" for i in range(n)], text_b=None,
+                          label=np.arange(n) % 2, idx=np.arange(100, 100 + n), name="train")
+
+
+def test_split_off_is_fixed_disjoint_complete_and_nested():
+    train, held = holdout.split_off(_split(50), 10)
+    again_train, again_held = holdout.split_off(_split(50), 10)
+    assert list(held.idx) == list(again_held.idx) and list(train.idx) == list(again_train.idx)
+    assert len(held) == 10 and len(train) == 40
+    assert sorted([*train.idx, *held.idx]) == list(range(100, 150))
+    assert list(held.idx) == sorted(held.idx) and list(train.idx) == sorted(train.idx)
+    assert held.text_a == [f"s{i - 100}" for i in held.idx]  # rows stay whole
+    # a larger slice contains the smaller one (one permutation, its first N)
+    assert set(held.idx) < set(holdout.split_off(_split(50), 20)[1].idx)
+
+
+@pytest.mark.parametrize("n", [0, 50, 60])
+def test_split_off_rejects_sizes_that_leave_nothing(n):
+    with pytest.raises(ConfigError, match=rf"config.holdout_examples={n}: expected between 1 "
+                                          r"and 49 \(the training split has 50 examples\)"):
+        holdout.split_off(_split(50), n)
+
+
+def test_config_checks_and_redirects_the_evaluation_split():
+    c = tkd_jax.recipe_config("teacher")
+    c.task = "mrpc"
+    assert RunConfig.from_config_dict(c).task.eval_splits == ("dev",)
+    c.holdout_examples = 300
+    run = RunConfig.from_config_dict(c)
+    assert run.task.eval_splits == ("holdout",) and run.holdout_examples == 300
+    c.holdout_examples = -1
+    with pytest.raises(ConfigError, match=r"config.holdout_examples=-1: expected >= 0"):
+        RunConfig.from_config_dict(c)
+    m = tkd_jax.recipe_config("mlm")
+    m.task, m.holdout_examples = "mrpc", 10
+    with pytest.raises(ConfigError, match="has no labels to hold out"):
+        RunConfig.from_config_dict(m)
+
+
+def test_engine_evaluates_on_the_holdout_without_reading_dev(glue_dir, tmp_path):
+    data = tmp_path / "glue" / "RTE"
+    data.mkdir(parents=True)
+    shutil.copy(glue_dir / "RTE" / "train.tsv", data / "train.tsv")  # no dev.tsv at all
+    config = tkd_jax.recipe_config("transformer")
+    config.task, config.data_dir, config.model = "rte", str(tmp_path / "glue"), "tiny"
+    config.max_len, config.batch_size, config.eval_batch_size = 64, 16, 16
+    config.max_train_examples, config.holdout_examples = 32, 20
+    config.num_train_steps, config.quiet = 2, True
+    final = tkd_jax.train_and_evaluate(config, tmp_path / "run")
+    assert final["split"] == "holdout" and final["steps"] == 2
+
+    full = load_task("rte", data_dir=tmp_path / "glue", splits="train").splits["train"]
+    rest, held = holdout.split_off(full, 20)
+    predictions = json.loads((tmp_path / "run" / "predictions.json").read_text())
+    assert list(predictions) == ["holdout"]
+    assert predictions["holdout"]["index"] == [int(i) for i in held.idx]
+    assert predictions["holdout"]["label"] == [int(v) for v in held.label]
+    # the compression study reads the run's data back the same way
+    spec, encoded, _ = run_io.load_run_data(tmp_path / "run", data_dir=tmp_path / "glue")
+    assert spec.eval_splits == ("holdout",) and set(encoded) == {"train", "holdout"}
+    assert len(encoded["holdout"]) == 20 and len(encoded["train"]) == 32
+    assert not set(rest.idx[:32]) & set(held.idx)
+
+    from tkd_jax.compress import report, study
+
+    records = study.compress_run(tmp_path / "run", methods=["fp32"], repeats=1, repeats_b32=1,
+                                 seq=16, data_dir=str(tmp_path / "glue"), log=lambda *_: None)
+    assert records[0]["eval_split"] == "holdout"
+    assert records[0]["dev"]["accuracy"] == pytest.approx(final["metrics"]["accuracy"], abs=1e-4)
+    table = report.markdown_table(records, metric="accuracy", title="t")
+    assert "| method | holdout accuracy |" in table
