@@ -62,8 +62,6 @@ def load_run_data(run_dir, *, data_dir: str | None = None):
     config = ml_collections.ConfigDict(manifest["config"])
     holdout = int(config.get("holdout_examples", 0))
     spec = data_lib.with_holdout(data_lib.get_task(manifest["task"]), holdout)
-    task_data = data_lib.load_task(spec.name, source=config.get("data_source", "auto"),
-                                   data_dir=data_dir, splits=data_lib.source_splits(holdout))
     pre = {**config.preprocess.to_dict(), "augment": "none"}
     pcfg = data_lib.PreprocessConfig(**pre, seed=int(config.seed))
     try:
@@ -72,9 +70,11 @@ def load_run_data(run_dir, *, data_dir: str | None = None):
         raise CheckpointError(f"{run_dir / 'tokenizer.json'}: cannot read the run's tokenizer "
                               f"({type(e).__name__})") from None
     encoded = {}
-    raw = data_lib.run_splits(task_data, spec, max_train_examples=int(config.max_train_examples),
-                              max_eval_examples=int(config.max_eval_examples),
-                              holdout_examples=holdout)
+    _, raw = data_lib.load_run_splits(spec, source=config.get("data_source", "auto"),
+                                      data_dir=data_dir,
+                                      max_train_examples=int(config.max_train_examples),
+                                      max_eval_examples=int(config.max_eval_examples),
+                                      holdout_examples=holdout)
     for name, split in raw.items():
         split, _ = data_lib.preprocess(split, pcfg, is_train=name == "train")
         encoded[name] = data_lib.encode_split(tokenizer, split, max_len=int(config.max_len))

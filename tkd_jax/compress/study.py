@@ -99,8 +99,7 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     module, params, _ = run_io.load_run(run_dir)
     spec, encoded, run_config = run_io.load_run_data(run_dir, data_dir=data_dir)
     own_seed = int(run_config.seed)
-    if seed == own_seed:
-        seed = None
+    seed = None if seed == own_seed else seed  # None: the run's own seed and file directory
     workdir = run_dir / "compressed" / (f"seed{seed}" if seed is not None else "")
     workdir.mkdir(parents=True, exist_ok=True)
     # The context (and the fine-tuned models it caches) lives only while the files are made.

@@ -20,7 +20,7 @@ from tkd_jax.data.batching import (
     run_bucket_lengths,
 )
 from tkd_jax.data.examples import Split, TaskData
-from tkd_jax.data.holdout import HOLDOUT_SPLIT, run_splits, source_splits, with_holdout
+from tkd_jax.data.holdout import HOLDOUT_SPLIT, load_run_splits, with_holdout
 from tkd_jax.data.hub import HUB_ID, load_hub
 from tkd_jax.data.local import load_local, read_tsv
 from tkd_jax.data.preprocess import (
@@ -67,6 +67,7 @@ __all__ = [
     "inspect_data",
     "load_hub",
     "load_local",
+    "load_run_splits",
     "load_task",
     "load_tfds",
     "load_wordpiece",
@@ -76,8 +77,6 @@ __all__ = [
     "read_tsv",
     "remove_punctuation",
     "run_bucket_lengths",
-    "run_splits",
-    "source_splits",
     "train_wordpiece",
     "with_holdout",
 ]

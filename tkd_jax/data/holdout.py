@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from tkd_jax.data.examples import Split, TaskData
+from tkd_jax.data.sources import load_task
 from tkd_jax.data.tasks import TaskSpec
 from tkd_jax.errors import ConfigError
 
@@ -30,11 +31,6 @@ def with_holdout(spec: TaskSpec, holdout_examples: int) -> TaskSpec:
     return dataclasses.replace(spec, eval_splits=(HOLDOUT_SPLIT,))
 
 
-def source_splits(holdout_examples: int) -> tuple[str, ...] | None:
-    """The splits to read from the data source (None: the task's defaults, train and dev)."""
-    return ("train",) if holdout_examples > 0 else None
-
-
 def split_off(train: Split, n: int) -> tuple[Split, Split]:
     """(train without the held-out examples, the held-out examples), both in file order."""
     if not 0 < n < len(train):
@@ -45,13 +41,20 @@ def split_off(train: Split, n: int) -> tuple[Split, Split]:
     return train.select(np.flatnonzero(~held)), train.select(np.flatnonzero(held))
 
 
-def run_splits(task_data: TaskData, spec: TaskSpec, *, max_train_examples: int,
-               max_eval_examples: int, holdout_examples: int) -> dict[str, Split]:
-    """The raw splits a run uses: ``train`` plus ``spec``'s evaluation splits.
+def load_run_splits(spec: TaskSpec, *, source: str, data_dir, max_train_examples: int,
+                    max_eval_examples: int,
+                    holdout_examples: int) -> tuple[TaskData, dict[str, Split]]:
+    """(the task's data, the raw splits a run uses: ``train`` plus ``spec``'s evaluation
+    splits), for the engine and for anything that re-reads a run's data (compression).
 
-    The held-out slice is taken from the whole training split first, then the
-    ``max_*_examples`` limits apply (first N of what is left), as without a holdout.
+    With a holdout only the training file is read. The held-out slice is taken from the whole
+    training split first, then the ``max_*_examples`` limits apply (first N of what is left),
+    as without a holdout.
     """
+    task_data = load_task(spec.name, source=source, data_dir=data_dir,
+                          splits=("train",) if holdout_examples > 0 else None)
+    if "train" not in task_data.splits:
+        raise ConfigError(f"task {spec.name}: no training split found in the data source")
     train = task_data.splits["train"]
     out = {}
     if holdout_examples > 0:
@@ -67,4 +70,4 @@ def run_splits(task_data: TaskData, spec: TaskSpec, *, max_train_examples: int,
         limit = max_train_examples if name == "train" else max_eval_examples
         if limit > 0:
             splits[name] = split.take(limit)
-    return splits
+    return task_data, splits

@@ -19,13 +19,13 @@ import numpy as np
 
 from tkd_jax.data.batching import run_bucket_lengths
 from tkd_jax.data.examples import Split
-from tkd_jax.data.holdout import run_splits, source_splits
+from tkd_jax.data.holdout import load_run_splits
 from tkd_jax.data.neighbors import embedding_neighbors
 from tkd_jax.data.preprocess import preprocess
 from tkd_jax.data.report import format_report, inspect_data
 from tkd_jax.data.sources import load_task
 from tkd_jax.data.tokenization import encode_split, train_wordpiece
-from tkd_jax.errors import ConfigError, DataError
+from tkd_jax.errors import DataError
 
 
 @dataclasses.dataclass
@@ -41,15 +41,12 @@ class TaskSplits:
 def load_data(cfg, pretrained, workdir: pathlib.Path | None) -> TaskSplits:
     """Task data of ``cfg.task``: preprocessed, tokenized and encoded train and eval splits."""
     spec = cfg.task
-    task_data = load_task(spec.name, source=cfg.data_source, data_dir=cfg.data_dir,
-                          splits=source_splits(cfg.holdout_examples))
-    if "train" not in task_data.splits:
-        raise ConfigError(f"task {spec.name}: no training split found in the data source")
+    task_data, raw = load_run_splits(spec, source=cfg.data_source, data_dir=cfg.data_dir,
+                                     max_train_examples=cfg.max_train_examples,
+                                     max_eval_examples=cfg.max_eval_examples,
+                                     holdout_examples=cfg.holdout_examples)
     pcfg = cfg.preprocess
     splits, reports = {}, {}
-    raw = run_splits(task_data, spec, max_train_examples=cfg.max_train_examples,
-                     max_eval_examples=cfg.max_eval_examples,
-                     holdout_examples=cfg.holdout_examples)
     for name, split in raw.items():
         if name == "train" and "replace" in pcfg.augment:
             pcfg = dataclasses.replace(pcfg, neighbors=replacement_table(
