@@ -3,7 +3,8 @@
     python -m experiments.compress --run runs/mrpc/teacher \
         [--method fp32,bf16,int8_weight,int8_dynamic,magnitude,structured,...] \
         [--finetune EPOCHS] [--sparsity 0.5] [--scope global|layer] [--head_fraction 0.5] \
-        [--ffn_fraction 0.5] [--percentile 100] [--seed N] [--out results/compression/mrpc/teacher]
+        [--ffn_fraction 0.5] [--percentile 100] [--seed N] [--feature_weight W] \
+        [--out results/compression/mrpc/teacher]
 
 Argument checks, then the library's study (``tkd_jax.compress.study.compress_run``): for each
 method (``tkd_jax.compress.methods.METHODS``) the compressed model is written as safetensors
@@ -39,6 +40,8 @@ def parse(argv):
     p.add_argument("--learning_rate", type=float, default=0.0, help="0 = the run's")
     p.add_argument("--seed", type=int, default=None,
                    help="recovery fine-tuning / head-importance seed (default: the run's)")
+    p.add_argument("--feature_weight", type=float, default=0.0,
+                   help="recovery: weight of hidden-state MSE to the uncompressed model")
     p.add_argument("--repeats", type=int, default=40, help="timed rounds at batch 1")
     p.add_argument("--repeats_b32", type=int, default=10, help="timed rounds at batch 32")
     p.add_argument("--out", default="", help="default results/compression/<task>/<run name>")
@@ -54,6 +57,8 @@ def parse(argv):
         raise ConfigError(f"--percentile={args.percentile}: expected in (0, 100]")
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed={args.seed}: expected a non-negative integer")
+    if not args.feature_weight >= 0.0:  # also rejects nan
+        raise ConfigError(f"--feature_weight={args.feature_weight}: expected a number >= 0")
     if args.finetune < 0 or args.repeats < 1 or args.repeats_b32 < 1:
         raise ConfigError("--finetune must be >= 0 and --repeats / --repeats_b32 >= 1")
     return args
@@ -66,7 +71,8 @@ def main(argv: list[str]) -> int:
         args.run, methods=args.methods, finetune=args.finetune, sparsity=args.sparsity,
         scope=args.scope, head_fraction=args.head_fraction, ffn_fraction=args.ffn_fraction,
         percentile=args.percentile, learning_rate=args.learning_rate, repeats=args.repeats,
-        repeats_b32=args.repeats_b32, data_dir=args.data_dir, seed=args.seed)
+        repeats_b32=args.repeats_b32, data_dir=args.data_dir, seed=args.seed,
+        feature_weight=args.feature_weight)
     out = report.write(records, args.run, args.out or None,
                        settings={k: v for k, v in vars(args).items() if k != "methods"},
                        command="python -m experiments.compress " + " ".join(argv),

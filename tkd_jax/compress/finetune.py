@@ -6,6 +6,8 @@ chain, for a few epochs over the task's training split:
 
 - ``teacher=(module, params)``: the soft-label term of paper eq 9 from that frozen model,
   computed online in the step (alpha, temperature as the ``tkd`` recipe);
+  ``feature_weight > 0`` adds its hidden-state MSE, every hidden state (embeddings and each
+  layer's output) to the same one of the teacher's (a pruned model keeps its depth and width);
 - ``prune=dict(final_sparsity=..., begin=..., end=..., frequency=..., scope=...)``: the
   optax chain is wrapped by :func:`magnitude.pruned_optimizer` (cubic schedule, masks kept);
 - ``train_module``: the module that is differentiated, e.g. the QAT wrapper of ``module``
@@ -37,7 +39,8 @@ def finetune(module, params, encoded_train, *, num_labels: int, regression: bool
              teacher=None, alpha: float = 0.5, temperature: float = 1.0, epochs: int = 1,
              learning_rate: float = 3e-5, batch_size: int = 32, warmup_ratio: float = 0.1,
              seed: int = 0, max_len: int = 128, prune: dict | None = None,
-             train_module=None, bucket_ratio: float = 1.4, log=print) -> tuple[dict, dict]:
+             train_module=None, bucket_ratio: float = 1.4, feature_weight: float = 0.0,
+             log=print) -> tuple[dict, dict]:
     """(fine-tuned params as NumPy, {"steps", "seconds", "final_loss"}).
 
     ``bucket_ratio``: coarser length buckets than training's 1.12 mean fewer compiled shapes
@@ -54,8 +57,11 @@ def finetune(module, params, encoded_train, *, num_labels: int, regression: bool
                                tx=tx, precision="fp32", rng=jax.random.PRNGKey(seed))
     distill, frozen = None, {}
     if teacher is not None:
+        n_states = module.config.num_layers + 1 if feature_weight else 0
+        layers = tuple((i, i) for i in range(n_states))
         distill = objectives.DistillSpec(alpha=alpha, temperature=temperature,
-                                         teachers=(teacher[0],))
+                                         teachers=(teacher[0],), feature_weight=feature_weight,
+                                         feature_layers=layers)
         frozen = {"teachers": (jax.tree.map(jnp.asarray, teacher[1]),)}
     objective = objectives.TaskObjective(task="compress", regression=regression,
                                          num_labels=num_labels, distill=distill)

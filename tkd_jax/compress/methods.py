@@ -41,6 +41,7 @@ class Context:
     ffn_fraction: float = 0.5
     percentile: float = 100.0
     importance_examples: int = 512
+    feature_weight: float = 0.0  # recovery: + hidden-state MSE to the uncompressed model
     seed: int = 0
     log: Callable = print
     cache: dict = dataclasses.field(default_factory=dict)
@@ -78,10 +79,13 @@ def _finetune(ctx: Context, module, params, **kw):
         module, params, ctx.encoded_train, num_labels=ctx.spec.num_labels,
         regression=ctx.spec.is_regression, teacher=(ctx.module, ctx.params),
         epochs=ctx.finetune_epochs, learning_rate=ctx.learning_rate,
-        batch_size=ctx.batch_size, seed=ctx.seed, log=ctx.log, **kw)
+        batch_size=ctx.batch_size, seed=ctx.seed, feature_weight=ctx.feature_weight, log=ctx.log,
+        **kw)
+    teacher = "the uncompressed model (online soft labels, alpha 0.5, T 1"
+    teacher += f"; hidden-state MSE x {ctx.feature_weight})" if ctx.feature_weight else ")"
     return out, {"finetune_epochs": ctx.finetune_epochs, "finetune_steps": stats["steps"],
                  "finetune_seconds": stats["seconds"], "finetune_final_loss": stats["final_loss"],
-                 "finetune_teacher": "the uncompressed model (online soft labels, alpha 0.5, T 1)",
+                 "finetune_teacher": teacher,
                  "finetune_learning_rate": ctx.learning_rate}
 
 
