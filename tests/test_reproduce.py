@@ -95,6 +95,27 @@ def test_status_estimates_from_measured_times(tmp_path):
     assert f"estimated {expect / 3600:.2f} hours left" in text.splitlines()[-1]
 
 
+def test_status_scales_other_tasks_by_their_measured_relative_cost(tmp_path):
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd", "cnn")]
+    cells = reproduce.plan(["mrpc", "rte"], rows, seeds=1, runs_dir=tmp_path)
+    by = {(c.task, c.row.name): c for c in cells}
+    _finish(by["mrpc", "teacher"], 300.0)
+    _finish(by["mrpc", "tkd"], 100.0)
+    _finish(by["mrpc", "cnn"], 20.0)
+    _finish(by["rte", "tkd"], 50.0)
+    _finish(by["rte", "cnn"], 30.0)
+    # rte/teacher: mrpc's teacher time x rte's measured cost relative to mrpc, the median of
+    # 50/100 and 30/20 (1.0), not the training-set ratio 2490/3668
+    seconds, unknown = reproduce.estimate_seconds(cells)
+    assert unknown == 0 and seconds == pytest.approx(300.0 * 1.0)
+    _finish(by["rte", "cnn"], 10.0)  # ratios 0.5 and 0.5
+    assert reproduce.estimate_seconds(cells)[0] == pytest.approx(150.0)
+    # counting only the teacher row still goes by every row's measurements
+    teachers = [c for c in cells if c.row.name == "teacher"]
+    assert reproduce.estimate_seconds(teachers, cells)[0] == pytest.approx(150.0)
+    assert reproduce.estimate_seconds(teachers)[0] == pytest.approx(300.0 * 2490 / 3668)
+
+
 def _git(root, *args):
     subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
 
