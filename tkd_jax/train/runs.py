@@ -134,7 +134,9 @@ def load_run_params(run_dir, *, step: int | None = None) -> dict:
             # An explicit single-device target: the run may have been written by another device
             # or process count, which orbax refuses to restore into without one.
             local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-            meta = ckptr.metadata(path).item_metadata.tree
+            # the item's own tree metadata: the checkpointer's metadata() would look for a
+            # step-level metadata file inside the item and log a warning on every load
+            meta = ocp.StandardCheckpointHandler().metadata(path).tree
             target = jax.tree.map(
                 lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), meta)
             restored = ckptr.restore(path, target)
