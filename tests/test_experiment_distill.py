@@ -149,3 +149,26 @@ def test_mlm_pretraining_then_init_from(setup):
     np.testing.assert_array_equal(started["encoder"]["layer"]["1"]["output"]["dense"]["kernel"],
                                   mlm_params["encoder"]["layer"]["1"]["output"]["dense"]["kernel"])
     np.testing.assert_array_equal(started["classifier"]["kernel"], fresh["classifier"]["kernel"])
+
+
+def test_teacher_checkpoint_loads_quietly_and_a_corrupt_one_is_a_user_error(setup, tmp_path,
+                                                                            caplog):
+    root, common = setup
+    import logging
+
+    from tkd_jax.errors import CheckpointError
+
+    with caplog.at_level(logging.WARNING):
+        params = runs.load_run_params(root / "teacher0")
+    assert "word_embeddings" in params["embeddings"]
+    assert not [r for r in caplog.records if "Metadata file does not exist" in r.getMessage()]
+    bad = tmp_path / "teacher_bad"
+    shutil.copytree(root / "teacher0", bad)
+    step = runs.final_step(bad)
+    (bad / "checkpoints" / str(step) / "state" / "_METADATA").write_text("{not json")
+    with pytest.raises(CheckpointError, match=rf"checkpoints/{step}: unreadable checkpoint"):
+        runs.load_run_params(bad)
+    code = cli.run_main(glue.main, ["--task", "rte", "--recipe", "tkd", "--workdir",
+                                    str(tmp_path / "student"), "--teacher_run", str(bad),
+                                    *map(str, common)])
+    assert code == 2
