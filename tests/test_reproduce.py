@@ -417,3 +417,5 @@ def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
     assert lines[2] == "| mrpc | 22,713,986 | 17,390,594 | 300 / 100 | 10.24 / 4.91 (2.09x) |"
     assert not any(line.startswith("| rte") for line in lines)
     assert reproduction.cost_lines(cells, ["mrpc"], None)[2].endswith("| not measured |")
+    wrapped = {"command": "python -m experiments.latency ...", "runs": latency}
+    assert reproduction.cost_lines(cells, ["mrpc"], wrapped)[2] == lines[2]

@@ -100,6 +100,8 @@ def _median(values):
 
 def cost_lines(cells, tasks, latency: list[dict] | None) -> list[str]:
     """Parameters, train time and (from experiments.latency's JSON) batch-1 latency."""
+    if isinstance(latency, dict):  # experiments.latency's file: {command, ..., runs: [...]}
+        latency = latency["runs"]
     by_run = {str(x["run"]).rstrip("/"): x for x in latency or []}
     out = ["| task | teacher params | TKD-NLP params | teacher / TKD-NLP train s (median) | "
            "teacher / TKD-NLP latency ms (median, batch 1) |", "|---" * 5 + "|"]
@@ -116,8 +118,8 @@ def cost_lines(cells, tasks, latency: list[dict] | None) -> list[str]:
                    f"{s[0].final.get('num_params', 0):,} | {secs[0]:.0f} / {secs[1]:.0f} | "
                    f"{lat_text} |")
     out += ["", "Latency comes from `results/tables/latency.json` when present, written by "
-            f"`{LATENCY_COMMAND}` on the runs' local checkpoints (one process, runs measured "
-            "one after another; see that file for the machine)."]
+            f"`{LATENCY_COMMAND}` on the runs' local checkpoints (one process, the runs "
+            "timed interleaved round by round; that file names the commit and the machine)."]
     return out
 
 
