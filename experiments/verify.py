@@ -76,6 +76,19 @@ def _head() -> str:
     return str(reporting.git_commit())
 
 
+def core_note(manifest: dict) -> list[str]:
+    """A warning line when the run was made on another number of CPU cores than we have now
+    (XLA:CPU's summation order follows its threads; manifests before this field say nothing)."""
+    from tkd_jax.train import reporting
+
+    devices = manifest.get("devices") or {}
+    recorded, now = devices.get("cpu_cores"), reporting.cpu_cores()
+    if devices.get("backend") != "cpu" or recorded is None or recorded == now:
+        return []
+    return [f"note: recorded on {recorded} CPU cores, re-run on {now}: XLA:CPU sums in another "
+            "order on another core count, so the last digits may differ"]
+
+
 def verify(run_dir, scratch) -> tuple[int, list[str]]:
     """(exit code, report lines) for one run directory re-run into `scratch`."""
     run_dir, scratch = pathlib.Path(run_dir), pathlib.Path(scratch)
@@ -85,6 +98,7 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
         raise CheckpointError(f"{run_dir / 'manifest.json'}: cannot read the run's manifest "
                               f"({type(e).__name__})") from None
     lines = [f"recorded at commit {manifest.get('git_commit')}; now at {_head()}"]
+    lines += core_note(manifest)
     if manifest.get("computed_by") == "experiments.tables.trivial":
         from experiments.tables import trivial
 

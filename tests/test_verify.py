@@ -53,6 +53,18 @@ def test_trivial_cell_verifies_and_a_changed_prediction_is_caught(glue_dir, tmp_
         lines)
 
 
+def test_core_count_note_only_when_the_recorded_count_differs(monkeypatch):
+    from tkd_jax.train import reporting
+
+    monkeypatch.setattr(reporting, "cpu_cores", lambda: 2)
+    assert verify.core_note({"devices": {"backend": "cpu", "cpu_cores": 2}}) == []
+    assert verify.core_note({"devices": {"backend": "cpu"}}) == []  # older manifests
+    assert verify.core_note({"devices": {"backend": "tpu", "cpu_cores": 8}}) == []
+    [note] = verify.core_note({"devices": {"backend": "cpu", "cpu_cores": 1}})
+    assert note.startswith("note: recorded on 1 CPU cores, re-run on 2:")
+    assert reporting.device_info()["cpu_cores"] >= 1
+
+
 def test_missing_manifest_is_a_user_error(tmp_path):
     proc = run_cli([tmp_path], module="experiments.verify", timeout=120)
     assert proc.returncode == 2

@@ -79,7 +79,17 @@ def device_info() -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
         "keep_freed_memory": host_memory.keep_freed_memory(),  # glibc heap reuse (host_memory)
+        # XLA:CPU splits work by its threads: a CPU run is bit-reproducible on as many cores
+        "cpu_cores": cpu_cores(),
     }
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. under taskset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def portable_data_files(files: dict[str, str]) -> dict[str, str]:
