@@ -77,12 +77,12 @@ def summarize(passes: list[dict], methods: list[str]) -> dict:
         for m in methods:
             same = [r["fp32"]["median_ms"] / r[m]["median_ms"] for r in rows]
             vs_default = [p["default"]["fp32"]["median_ms"] / p[name][m]["median_ms"]
-                          for p in passes if "error" not in p[name]]
+                          for p in passes if "error" not in p[name] and "error" not in p["default"]]
             summary[name][m] = {
                 "median_ms": float(np.median([r[m]["median_ms"] for r in rows])),
                 "speedup_same_process": [float(np.median(same)), min(same), max(same)],
-                "speedup_vs_default_fp32": [float(np.median(vs_default)), min(vs_default),
-                                            max(vs_default)],
+                "speedup_vs_default_fp32": ([float(np.median(vs_default)), min(vs_default),
+                                             max(vs_default)] if vs_default else None),
                 "max_abs_logit_diff": max(r[m]["max_abs_logit_diff"] for r in rows)}
     return summary
 
@@ -96,8 +96,9 @@ def table(summary: dict, methods: list[str]) -> str:
             lines.append(f"| {name} | failed: {row['error']} |")
             continue
         cells = [name] + [f"{row[m]['median_ms']:.2f}" for m in methods]
-        cells += [f"{row[m]['speedup_same_process'][0]:.2f} / "
-                  f"{row[m]['speedup_vs_default_fp32'][0]:.2f}" for m in methods if m != "fp32"]
+        cells += [f"{row[m]['speedup_same_process'][0]:.2f} / " + (
+                  f"{row[m]['speedup_vs_default_fp32'][0]:.2f}"
+                  if row[m]["speedup_vs_default_fp32"] else "—") for m in methods if m != "fp32"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -110,6 +111,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repeats", type=int, default=25)
     p.add_argument("--json")
     args = p.parse_args(argv)
+    if args.passes < 1 or args.repeats < 1:
+        from tkd_jax.errors import ConfigError
+
+        raise ConfigError("--passes and --repeats: expected positive integers")
     methods = args.methods.split(",")
     if methods[0] != "fp32":
         methods = ["fp32"] + [m for m in methods if m != "fp32"]

@@ -44,6 +44,7 @@ def test_summary_of_a_flag_set_that_always_failed():
 @pytest.mark.parametrize("args, needle", [
     (["--methods", "fp32,int4"], "--methods int4"),
     (["--passes", "x"], "--passes"),
+    (["--passes", "0"], "--passes and --repeats: expected positive integers"),
 ])
 def test_user_errors_exit_2_before_any_child(tmp_path, capsys, args, needle):
     (tmp_path / "manifest.json").write_text(json.dumps({"task": "mrpc"}))
@@ -55,3 +56,11 @@ def test_user_errors_exit_2_before_any_child(tmp_path, capsys, args, needle):
 def test_a_run_without_manifest_exits_2(tmp_path, capsys):
     assert cli.run_main(bx.main, ["--run", str(tmp_path / "nope")]) == 2
     assert "manifest.json" in capsys.readouterr().err
+
+
+def test_summary_when_the_default_flags_failed_in_a_pass():
+    passes = [_pass(10.0, 20.0, 5.0, error_in="default")]
+    s = bx.summarize(passes, ["fp32", "int8_dynamic"])
+    assert s["default"] == {"error": "boom"}
+    assert s["onednn"]["int8_dynamic"]["speedup_vs_default_fp32"] is None
+    assert "| onednn | 20.00 | 5.00 | 4.00 / — |" in bx.table(s, ["fp32", "int8_dynamic"])
