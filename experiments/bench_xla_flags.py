@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from experiments import cli
+from tkd_jax.errors import ConfigError
 
 # XLA:CPU's ways of handing dots and fusions to the vendor libraries it links (jaxlib 0.10):
 # oneDNN (Intel), XNNPACK and YNNPACK (Google). The default uses its own emitters + Eigen.
@@ -112,14 +113,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json")
     args = p.parse_args(argv)
     if args.passes < 1 or args.repeats < 1:
-        from tkd_jax.errors import ConfigError
-
         raise ConfigError("--passes and --repeats: expected positive integers")
     methods = args.methods.split(",")
     if methods[0] != "fp32":
         methods = ["fp32"] + [m for m in methods if m != "fp32"]
     from tkd_jax.compress import run_io, runtime  # user errors before any child starts
-    from tkd_jax.errors import ConfigError
     from tkd_jax.train import reporting
 
     run_io.run_manifest(args.run)

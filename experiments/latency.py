@@ -17,7 +17,7 @@ import pathlib
 import sys
 
 from experiments import cli
-from tkd_jax.compress import measure
+from tkd_jax.compress import measure, runtime
 from tkd_jax.errors import ConfigError
 from tkd_jax.models import count_params
 from tkd_jax.train import reporting, runs
@@ -27,11 +27,7 @@ def measure_runs(run_dirs: list[str], *, seq: int, repeats: int) -> list[dict]:
     models, info = {}, {}
     for run in run_dirs:
         module, params, desc = runs.load_run(run)
-
-        def apply(p, ids, mask, types, module=module):
-            return module.apply({"params": p}, ids, mask, types).logits
-
-        models[run] = (apply, params)
+        models[run] = runtime.make_runtime("fp32", module, params)
         info[run] = {"run": run, "model": desc.get("name"), "num_params": count_params(params)}
     timing = measure.time_interleaved(models, batch=1, seq=seq, repeats=repeats,
                                       baseline=run_dirs[0])

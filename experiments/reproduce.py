@@ -25,6 +25,7 @@ older code (results/README.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -134,6 +135,7 @@ def estimate_seconds(cells: list[Cell], measured: list[Cell] | None = None
         by_cell.setdefault((d.task, d.row.name), []).append(s)
     med = {k: float(np.median(v)) for k, v in by_cell.items()}
 
+    @functools.cache
     def task_ratio(a: str, b: str) -> float:
         shared = [med[a, r] / med[b, r] for (t, r) in med if t == b and (a, r) in med
                   and med[b, r] > 0]
@@ -148,8 +150,7 @@ def estimate_seconds(cells: list[Cell], measured: list[Cell] | None = None
     for c in cells:
         if c.done or c.row.recipe is None:
             continue
-        same_row = median([(d, s) for d, s in done if (d.task, d.row.name) == (c.task,
-                                                                                c.row.name)])
+        same_row = med.get((c.task, c.row.name))
         same_family = median([(d, s) for d, s in done if d.task == c.task
                               and d.row.family == c.row.family])
         scaled = [(d, s * task_ratio(c.task, d.task))

@@ -171,19 +171,25 @@ def test_pruning_more_heads_than_exist_is_rejected(tiny):
         module.config.replace(layer_num_heads=(5, 1))
 
 
+def _encoded_train(rng, n=32):
+    """n tokenized 12-token examples with random labels: a training split for finetune()."""
+    from tkd_jax.data.tokenization import EncodedSplit
+
+    ids = [np.concatenate([[2], rng.integers(5, 100, 10), [3]]).astype(np.int32)
+           for _ in range(n)]
+    return EncodedSplit(input_ids=ids, token_type_ids=[np.zeros(12, np.int32)] * n,
+                        label=rng.integers(0, 2, n).astype(np.int32),
+                        lengths=np.full(n, 12, np.int32),
+                        filler_ids=np.array([2, 3], np.int32),
+                        filler_type_ids=np.zeros(2, np.int32))
+
+
 def test_finetune_with_schedule_and_teacher_reaches_the_target(tiny):
     from tkd_jax.compress import finetune
-    from tkd_jax.data.tokenization import EncodedSplit
 
     module, params, _ = tiny
     rng = np.random.default_rng(3)
-    ids = [np.concatenate([[2], rng.integers(5, 100, 10), [3]]).astype(np.int32)
-           for _ in range(32)]
-    enc = EncodedSplit(input_ids=ids, token_type_ids=[np.zeros(12, np.int32)] * 32,
-                       label=rng.integers(0, 2, 32).astype(np.int32),
-                       lengths=np.full(32, 12, np.int32),
-                       filler_ids=np.array([2, 3], np.int32),
-                       filler_type_ids=np.zeros(2, np.int32))
+    enc = _encoded_train(rng)
     sched = {"final_sparsity": 0.5, "begin": 0, "end": 4, "frequency": 2, "scope": "layer"}
     out, stats = finetune.finetune(module, params, enc, num_labels=2, teacher=(module, params),
                                    epochs=2, batch_size=8, prune=sched, log=lambda s: None)
@@ -197,19 +203,12 @@ def test_finetune_feature_weight_pulls_hidden_states_to_the_teacher(tiny):
     """Recovery with hidden-state distillation ends closer to the teacher's hidden states than
     the same recovery (same seed, batches, steps) with soft labels only."""
     from tkd_jax.compress import finetune
-    from tkd_jax.data.tokenization import EncodedSplit
 
     module, params, batch = tiny
     rng = np.random.default_rng(5)
     teacher = jax.tree.map(lambda x: x + 0.3 * rng.standard_normal(x.shape).astype(x.dtype)
                            if x.ndim == 2 else x, params)
-    ids = [np.concatenate([[2], rng.integers(5, 100, 10), [3]]).astype(np.int32)
-           for _ in range(32)]
-    enc = EncodedSplit(input_ids=ids, token_type_ids=[np.zeros(12, np.int32)] * 32,
-                       label=rng.integers(0, 2, 32).astype(np.int32),
-                       lengths=np.full(32, 12, np.int32),
-                       filler_ids=np.array([2, 3], np.int32),
-                       filler_type_ids=np.zeros(2, np.int32))
+    enc = _encoded_train(rng)
 
     def gap(p):  # mean squared hidden-state difference to the teacher on the fixture batch
         args = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
