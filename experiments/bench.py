@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import bench_peer  # noqa: E402
+from tkd_jax import hardware  # noqa: E402
 from tkd_jax.models import get_config  # noqa: E402
 from tkd_jax.models.registry import create_model  # noqa: E402
 from tkd_jax.train import optim, steps  # noqa: E402
@@ -170,22 +170,14 @@ def run(what: str, args, peer) -> dict:
 
 
 def machine() -> dict:
-    flags = ""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags"))
-        model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name"))
-        model = model.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        model = platform.processor()
-    wanted = ("avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "avx512_vnni")
     try:
         commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
                                 text=True, check=False).stdout.strip()
     except OSError:
         commit = ""
-    return {"cpu": model, "cpu_count": os.cpu_count(), "flags": [f for f in wanted if f in
-            flags.split()], "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS"),
-            "commit": commit}
+    return {"cpu": hardware.cpu_model(), "cpu_count": os.cpu_count(),
+            "flags": hardware.isa_flags(), "jax": jax.__version__,
+            "xla_flags": os.environ.get("XLA_FLAGS"), "commit": commit}
 
 
 def format_result(res: dict) -> str:

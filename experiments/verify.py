@@ -7,8 +7,9 @@ this from the directory the driver ran in: the repository root) with `--workdir`
 scratch directory; a trivial baseline is recomputed from the dev labels. final_metrics.json is
 compared key by key, timing keys excluded, and predictions.json example by example. Exit 0 when
 everything is identical, 1 otherwise (a failed re-run included); a run directory without a
-readable manifest is a user error (exit 2). Bitwise equality is expected on the same machine
-and package versions; the manifest's git commit is printed beside the current one.
+readable manifest is a user error (exit 2). Bitwise equality is expected on the same CPU type,
+core count and package versions; the manifest's git commit is printed beside the current one,
+and a note when the recorded CPU or core count differs from this one.
 """
 
 from __future__ import annotations
@@ -76,17 +77,33 @@ def _head() -> str:
     return str(reporting.git_commit())
 
 
-def core_note(manifest: dict) -> list[str]:
-    """A warning line when the run was made on another number of CPU cores than we have now
-    (XLA:CPU's summation order follows its threads; manifests before this field say nothing)."""
+def machine_notes(manifest: dict) -> list[str]:
+    """Warning lines when the run was made on another CPU type or core count than we have now.
+
+    XLA:CPU compiles other kernels for another instruction set (AVX-512/AMX vs AVX2 changed
+    the 7th digit of a dev loss here) and sums in another order on another core count. Older
+    manifests lack these fields: then only the core count (or nothing) can be checked.
+    """
+    from tkd_jax import hardware
     from tkd_jax.train import reporting
 
     devices = manifest.get("devices") or {}
-    recorded, now = devices.get("cpu_cores"), reporting.cpu_cores()
-    if devices.get("backend") != "cpu" or recorded is None or recorded == now:
+    if devices.get("backend") != "cpu":
         return []
-    return [f"note: recorded on {recorded} CPU cores, re-run on {now}: XLA:CPU sums in another "
-            "order on another core count, so the last digits may differ"]
+    notes = []
+    cpu, flags = devices.get("cpu"), devices.get("cpu_flags")
+    if cpu is None:
+        notes.append(f"note: the manifest does not record its CPU (re-run on {hardware.cpu_model()}"
+                     "); a re-run is bit-identical only on the CPU type that made it")
+    elif (cpu, flags) != (hardware.cpu_model(), hardware.isa_flags()):
+        notes.append(f"note: recorded on {cpu} ({' '.join(flags or [])}), re-run on "
+                     f"{hardware.cpu_model()} ({' '.join(hardware.isa_flags())}): XLA:CPU "
+                     "compiles other kernels for another CPU, so the last digits may differ")
+    recorded, now = devices.get("cpu_cores"), reporting.cpu_cores()
+    if recorded is not None and recorded != now:
+        notes.append(f"note: recorded on {recorded} CPU cores, re-run on {now}: XLA:CPU sums "
+                     "in another order on another core count, so the last digits may differ")
+    return notes
 
 
 def verify(run_dir, scratch) -> tuple[int, list[str]]:
@@ -98,7 +115,7 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
         raise CheckpointError(f"{run_dir / 'manifest.json'}: cannot read the run's manifest "
                               f"({type(e).__name__})") from None
     lines = [f"recorded at commit {manifest.get('git_commit')}; now at {_head()}"]
-    lines += core_note(manifest)
+    lines += machine_notes(manifest)
     if manifest.get("computed_by") == "experiments.tables.trivial":
         from experiments.tables import trivial
 

@@ -1,6 +1,7 @@
 """experiments.verify: re-running a cell from its manifest reproduces it exactly."""
 
 import json
+import os
 
 import pytest
 
@@ -53,16 +54,39 @@ def test_trivial_cell_verifies_and_a_changed_prediction_is_caught(glue_dir, tmp_
         lines)
 
 
-def test_core_count_note_only_when_the_recorded_count_differs(monkeypatch):
+def test_machine_notes_only_when_the_recorded_cpu_or_core_count_differs(monkeypatch):
+    from tkd_jax import hardware
     from tkd_jax.train import reporting
 
     monkeypatch.setattr(reporting, "cpu_cores", lambda: 2)
-    assert verify.core_note({"devices": {"backend": "cpu", "cpu_cores": 2}}) == []
-    assert verify.core_note({"devices": {"backend": "cpu"}}) == []  # older manifests
-    assert verify.core_note({"devices": {"backend": "tpu", "cpu_cores": 8}}) == []
-    [note] = verify.core_note({"devices": {"backend": "cpu", "cpu_cores": 1}})
+    monkeypatch.setattr(hardware, "cpu_model", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(hardware, "isa_flags", lambda: ["amx_bf16", "avx2", "avx512f"])
+    here = {"backend": "cpu", "cpu": "Intel(R) Xeon(R) Processor",
+            "cpu_flags": ["amx_bf16", "avx2", "avx512f"], "cpu_cores": 2}
+    assert verify.machine_notes({"devices": here}) == []
+    assert verify.machine_notes({"devices": {**here, "backend": "tpu", "cpu_cores": 8}}) == []
+    [note] = verify.machine_notes({"devices": {**here, "cpu_cores": 1}})
     assert note.startswith("note: recorded on 1 CPU cores, re-run on 2:")
-    assert reporting.device_info()["cpu_cores"] >= 1
+    [note] = verify.machine_notes({"devices": {**here, "cpu": "AMD EPYC",
+                                               "cpu_flags": ["avx2", "fma"]}})
+    assert note.startswith("note: recorded on AMD EPYC (avx2 fma), re-run on Intel(R) Xeon(R) "
+                           "Processor (amx_bf16 avx2 avx512f):")
+    [note] = verify.machine_notes({"devices": {"backend": "cpu"}})  # older manifests
+    assert note.startswith("note: the manifest does not record its CPU")
+
+
+def test_manifests_record_the_host_cpu():
+    from tkd_jax import hardware
+    from tkd_jax.train import reporting
+
+    devices = reporting.device_info()
+    assert devices["cpu_cores"] == hardware.cpu_cores() >= 1
+    assert devices["cpu"] == hardware.cpu_model() != ""
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo (not Linux)")
+    flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split()
+    assert devices["cpu_flags"] == sorted(
+        f for f in flags if f.startswith(("avx512", "amx", "avx2", "avx_vnni", "fma")))
 
 
 def test_missing_manifest_is_a_user_error(tmp_path):

@@ -10,11 +10,13 @@ examples per second at the median, and the ratio of the fp32 baseline's median t
 
 from __future__ import annotations
 
-import platform
+import os
 import time
 
 import jax
 import numpy as np
+
+from tkd_jax import hardware
 
 
 def example_inputs(batch: int, seq: int, seed: int = 0):
@@ -54,21 +56,7 @@ def time_interleaved(models: dict, *, batch: int, seq: int, repeats: int,
 
 
 def cpu_info() -> dict:
-    """CPU model and the ISA flags that matter for XLA:CPU matmuls (Linux /proc/cpuinfo)."""
-    model, flags = platform.processor(), []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    flags = sorted(f for f in have if f.startswith(("avx512", "amx", "avx2",
-                                                                    "fma", "avx_vnni")))
-                    break
-    except OSError:
-        pass
-    import os
-
-    return {"cpu": model, "flags": flags, "cpu_count": os.cpu_count(),
-            "jax": jax.__version__, "backend": jax.default_backend()}
+    """CPU model and the ISA flags that matter for XLA:CPU matmuls, beside jax's version."""
+    return {"cpu": hardware.cpu_model(), "flags": hardware.isa_flags(),
+            "cpu_count": os.cpu_count(), "jax": jax.__version__,
+            "backend": jax.default_backend()}

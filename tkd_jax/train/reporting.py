@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from tkd_jax import host_memory
+from tkd_jax import hardware, host_memory
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "datasets", "tokenizers",
             "safetensors", "numpy", "ml-collections", "tensorflow-datasets", "tkd_jax")
@@ -72,24 +72,19 @@ def git_commit() -> str | None:
 
 
 def device_info() -> dict[str, Any]:
-    return {
+    info = {
         "backend": jax.default_backend(),
         "process_count": jax.process_count(),
         "process_index": jax.process_index(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
         "keep_freed_memory": host_memory.keep_freed_memory(),  # glibc heap reuse (host_memory)
-        # XLA:CPU splits work by its threads: a CPU run is bit-reproducible on as many cores
-        "cpu_cores": cpu_cores(),
     }
+    # A CPU run is bit-reproducible on the same CPU type and core count only (hardware.py).
+    return {**info, **hardware.cpu_record()}
 
 
-def cpu_cores() -> int:
-    """The cores this process may run on (its affinity, e.g. under taskset), else all."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+cpu_cores = hardware.cpu_cores  # verify's core-count check reads it from here
 
 
 def portable_data_files(files: dict[str, str]) -> dict[str, str]:

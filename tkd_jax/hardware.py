@@ -1,0 +1,55 @@
+"""The host CPU a run executes on: model, the instruction sets XLA:CPU's kernels use, cores.
+
+A CPU run is bit-reproducible only on the same kind of CPU with the same core count: XLA:CPU
+compiles other matmul and reduction kernels for another instruction set (AVX-512 / AMX vs
+AVX2 gave different last digits here) and splits sums by its threads. Manifests record all
+three so that `experiments.verify` can say why a re-run differs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+# The flags that change which kernels XLA:CPU emits for matmuls and reductions.
+ISA_PREFIXES = ("avx512", "amx", "avx2", "avx_vnni", "fma")
+
+
+def _cpuinfo_fields() -> tuple[str, list[str]]:
+    """(model name, flags) of the first processor in /proc/cpuinfo; ("", []) off Linux."""
+    model, flags = "", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key == "flags":
+                    flags = value.split()
+                    break
+    except OSError:
+        pass
+    return model, flags
+
+
+def cpu_model() -> str:
+    return _cpuinfo_fields()[0] or platform.processor() or platform.machine()
+
+
+def isa_flags() -> list[str]:
+    """The host's XLA-relevant ISA flags, sorted (e.g. ['amx_bf16', ..., 'avx512f', 'fma'])."""
+    return sorted(f for f in _cpuinfo_fields()[1] if f.startswith(ISA_PREFIXES))
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. under taskset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_record() -> dict:
+    """{"cpu", "cpu_flags", "cpu_cores"}: what a manifest records of the host CPU."""
+    return {"cpu": cpu_model(), "cpu_flags": isa_flags(), "cpu_cores": cpu_cores()}
