@@ -41,7 +41,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import bench_peer  # noqa: E402
-from tkd_jax import hardware  # noqa: E402
+from tkd_jax.compress.measure import cpu_info  # noqa: E402
 from tkd_jax.models import get_config  # noqa: E402
 from tkd_jax.models.registry import create_model  # noqa: E402
 from tkd_jax.train import optim, steps  # noqa: E402
@@ -175,9 +175,7 @@ def machine() -> dict:
                                 text=True, check=False).stdout.strip()
     except OSError:
         commit = ""
-    return {"cpu": hardware.cpu_model(), "cpu_count": os.cpu_count(),
-            "flags": hardware.isa_flags(), "jax": jax.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS"), "commit": commit}
+    return {**cpu_info(), "xla_flags": os.environ.get("XLA_FLAGS"), "commit": commit}
 
 
 def format_result(res: dict) -> str:

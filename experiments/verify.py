@@ -85,21 +85,21 @@ def machine_notes(manifest: dict) -> list[str]:
     manifests lack these fields: then only the core count (or nothing) can be checked.
     """
     from tkd_jax import hardware
-    from tkd_jax.train import reporting
 
     devices = manifest.get("devices") or {}
     if devices.get("backend") != "cpu":
         return []
     notes = []
     cpu, flags = devices.get("cpu"), devices.get("cpu_flags")
+    here, here_flags = hardware.cpu_model(), hardware.isa_flags()
     if cpu is None:
-        notes.append(f"note: the manifest does not record its CPU (re-run on {hardware.cpu_model()}"
-                     "); a re-run is bit-identical only on the CPU type that made it")
-    elif (cpu, flags) != (hardware.cpu_model(), hardware.isa_flags()):
-        notes.append(f"note: recorded on {cpu} ({' '.join(flags or [])}), re-run on "
-                     f"{hardware.cpu_model()} ({' '.join(hardware.isa_flags())}): XLA:CPU "
-                     "compiles other kernels for another CPU, so the last digits may differ")
-    recorded, now = devices.get("cpu_cores"), reporting.cpu_cores()
+        notes.append(f"note: the manifest does not record its CPU (re-run on {here}); a re-run "
+                     "is bit-identical only on the CPU type that made it")
+    elif (cpu, flags) != (here, here_flags):
+        notes.append(f"note: recorded on {cpu} ({' '.join(flags or [])}), re-run on {here} "
+                     f"({' '.join(here_flags)}): XLA:CPU compiles other kernels for another "
+                     "CPU, so the last digits may differ")
+    recorded, now = devices.get("cpu_cores"), hardware.cpu_cores()
     if recorded is not None and recorded != now:
         notes.append(f"note: recorded on {recorded} CPU cores, re-run on {now}: XLA:CPU sums "
                      "in another order on another core count, so the last digits may differ")

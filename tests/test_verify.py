@@ -56,9 +56,8 @@ def test_trivial_cell_verifies_and_a_changed_prediction_is_caught(glue_dir, tmp_
 
 def test_machine_notes_only_when_the_recorded_cpu_or_core_count_differs(monkeypatch):
     from tkd_jax import hardware
-    from tkd_jax.train import reporting
 
-    monkeypatch.setattr(reporting, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(hardware, "cpu_cores", lambda: 2)
     monkeypatch.setattr(hardware, "cpu_model", lambda: "Intel(R) Xeon(R) Processor")
     monkeypatch.setattr(hardware, "isa_flags", lambda: ["amx_bf16", "avx2", "avx512f"])
     here = {"backend": "cpu", "cpu": "Intel(R) Xeon(R) Processor",

@@ -8,6 +8,7 @@ three so that `experiments.verify` can say why a re-run differs.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -15,7 +16,8 @@ import platform
 ISA_PREFIXES = ("avx512", "amx", "avx2", "avx_vnni", "fma")
 
 
-def _cpuinfo_fields() -> tuple[str, list[str]]:
+@functools.cache
+def _cpuinfo_fields() -> tuple[str, tuple[str, ...]]:
     """(model name, flags) of the first processor in /proc/cpuinfo; ("", []) off Linux."""
     model, flags = "", []
     try:
@@ -30,7 +32,7 @@ def _cpuinfo_fields() -> tuple[str, list[str]]:
                     break
     except OSError:
         pass
-    return model, flags
+    return model, tuple(flags)
 
 
 def cpu_model() -> str:

@@ -84,8 +84,6 @@ def device_info() -> dict[str, Any]:
     return {**info, **hardware.cpu_record()}
 
 
-cpu_cores = hardware.cpu_cores  # verify's core-count check reads it from here
-
 
 def portable_data_files(files: dict[str, str]) -> dict[str, str]:
     """Absolute data paths -> "<TASK dir>/<file>" (the GLUE layout), so manifests carry no
