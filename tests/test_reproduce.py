@@ -1,5 +1,6 @@
 """experiments.reproduce (the table driver) and experiments.tables (statistics, report)."""
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -376,8 +377,10 @@ def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):
     from experiments.tables import provenance
 
     rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd")]
-    cells = reproduce.plan(["rte"], rows, seeds=2, runs_dir=tmp_path)
+    # The driver records the paths it was given ("results/runs/..."); the tables read a copy.
+    cells = reproduce.plan(["rte"], rows, seeds=2, runs_dir="results/runs")
     for c in cells:
+        c = dataclasses.replace(c, workdir=tmp_path / c.workdir.relative_to("results/runs"))
         c.workdir.mkdir(parents=True)
         steps = 10 + c.seed
         (c.workdir / "final_metrics.json").write_text(json.dumps(
@@ -388,18 +391,18 @@ def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):
                                    "step": steps, "params_sha256": f"{c.seed}" * 64}
         (c.workdir / "manifest.json").write_text(json.dumps(manifest))
     collected = analysis.collect(tmp_path)
-    assert provenance.off_plan(collected, tmp_path) == []
+    assert provenance.off_plan(collected) == []
     assert provenance.teacher_problems(collected) == []
     student = tmp_path / "rte" / "tkd" / "seed1"
     manifest = json.loads((student / "manifest.json").read_text())
     manifest["argv"].append("--config.learning_rate=1e-3")
-    manifest["teacher"].update(step=5, run_dir=str(tmp_path / "rte" / "teacher" / "seed0"))
+    manifest["teacher"].update(step=5, run_dir="results/runs/rte/teacher/seed0")
     (student / "manifest.json").write_text(json.dumps(manifest))
     collected = analysis.collect(tmp_path)
-    assert provenance.off_plan(collected, tmp_path) == [
+    assert provenance.off_plan(collected) == [
         f"{student}: recorded command differs from the plan's"]
     assert provenance.teacher_problems(collected) == [
-        f"{student}: learnt from {str(tmp_path / 'rte' / 'teacher' / 'seed0')!r}, not its "
+        f"{student}: learnt from 'results/runs/rte/teacher/seed0', not its "
         "teacher cell",
         f"{student}: teacher step 5 is not the teacher's final step 11"]
 

@@ -27,7 +27,7 @@ def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> li
     checks = {
         "runs": len(runs),
         "code": provenance.code_versions(cells, root),
-        "off_plan": provenance.off_plan(cells, runs_dir),
+        "off_plan": provenance.off_plan(cells),
         "teacher": provenance.teacher_problems(cells),
         "dirty": sum(str((r.manifest or {}).get("git_commit", "")).endswith("+dirty")
                      for r in runs),

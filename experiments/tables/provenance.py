@@ -46,7 +46,19 @@ def code_versions(cells, root) -> dict[str, list[str]]:
     return groups
 
 
-def off_plan(cells, runs_dir) -> list[str]:
+def _recorded_runs_dir(argv: list[str]) -> pathlib.PurePath | None:
+    """The runs directory the driver ran the cell under: its --workdir minus task/row/seedN.
+
+    The driver records paths as it was given them ("results/runs/..." from the repository
+    root), while the tables may read a copy elsewhere; the plan is compared on the recorded
+    directory so that only the command, not where the runs were read from, is checked."""
+    try:
+        return pathlib.PurePath(argv[argv.index("--workdir") + 1]).parent.parent.parent
+    except (ValueError, IndexError):
+        return None
+
+
+def off_plan(cells) -> list[str]:
     """Runs whose recorded command is not the driver's command for their cell."""
     from experiments import reproduce
 
@@ -58,13 +70,15 @@ def off_plan(cells, runs_dir) -> list[str]:
             continue
         if row.recipe is None:
             continue
-        planned = {c.seed: list(c.argv) for c in reproduce.plan(
-            [task], [row], max(r.seed for r in runs) + 1, runs_dir=runs_dir)}
         for r in runs:
             argv = recorded_argv(r.manifest)
             if argv is None:
                 out.append(f"{r.path}: the manifest records no command")
-            elif argv != planned.get(r.seed):
+                continue
+            recorded_dir = _recorded_runs_dir(argv)
+            planned = {c.seed: list(c.argv) for c in reproduce.plan(
+                [task], [row], r.seed + 1, runs_dir=recorded_dir)} if recorded_dir else {}
+            if argv != planned.get(r.seed):
                 out.append(f"{r.path}: recorded command differs from the plan's")
     return out
 
