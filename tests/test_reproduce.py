@@ -4,6 +4,7 @@ import dataclasses
 import json
 import pathlib
 import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -405,6 +406,28 @@ def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):
         f"{student}: learnt from 'results/runs/rte/teacher/seed0', not its "
         "teacher cell",
         f"{student}: teacher step 5 is not the teacher's final step 11"]
+
+
+def test_missing_cells_group_the_rows_that_miss_the_same_seeds():
+    def runs(*seeds):
+        return [types.SimpleNamespace(seed=s) for s in seeds]
+
+    main = [r.name for r in rows_lib.ROWS if r.family != "trivial" and r.applies_to("wnli")
+            and r.family != "paper"]
+    cells = {("wnli", name): runs(0, 1, 2) for name in main}
+    cells[("wnli", "tkd_paper")] = runs(0)
+    cells[("wnli", "majority")] = runs(0)
+    cells[("stsb", "teacher")] = runs(1)
+    lines = reproduction.missing_cells(cells, ["wnli", "stsb"], seeds=4)
+    assert lines[0] == f"wnli: seed 3 of {', '.join(main)}"
+    assert lines[1] == "wnli: seeds 1, 2, 3 of tkd_paper"
+    assert lines[2] == "wnli: seeds 0, 1, 2, 3 of tnlp_paper"
+    assert lines[3] == "wnli: seed 0 of positive"
+    assert lines[4] == "stsb: seeds 0, 2, 3 of teacher"
+    # Every other STS-B row misses every seed; STS-B (regression) has no trivial rows.
+    rest = [r.name for r in rows_lib.ROWS if r.applies_to("stsb") and r.name != "teacher"]
+    assert "majority" not in rest and "tkd_paper" in rest
+    assert lines[5:] == [f"stsb: seeds 0, 1, 2, 3 of {', '.join(rest)}"]
 
 
 def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):

@@ -76,16 +76,21 @@ def chain_verdict(comps, task: str, chain) -> tuple[str, list[str]]:
 
 
 def missing_cells(cells, tasks, seeds: int) -> list[str]:
+    """Planned cells without a finished run: per task, the rows missing the same seeds on one
+    line (a task's main rows usually stop at the same seed), in the tables' row order."""
     out = []
     for task in tasks:
+        rows_by_lost: dict[tuple[int, ...], list[str]] = {}
         for r in rows_lib.ROWS:
             if not r.applies_to(task):
                 continue
-            want = range(seeds if r.seeded else 1)
             have = {x.seed for x in cells.get((task, r.name), [])}
-            lost = [s for s in want if s not in have]
+            lost = tuple(s for s in range(seeds if r.seeded else 1) if s not in have)
             if lost:
-                out.append(f"{task} / {r.name}: seeds {', '.join(map(str, lost))}")
+                rows_by_lost.setdefault(lost, []).append(r.name)
+        for lost, names in rows_by_lost.items():
+            out.append(f"{task}: seed{'s' if len(lost) > 1 else ''} "
+                       f"{', '.join(map(str, lost))} of {', '.join(names)}")
     return out
 
 
