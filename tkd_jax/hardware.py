@@ -44,6 +44,18 @@ def isa_flags() -> list[str]:
     return sorted(f for f in _cpuinfo_fields()[1] if f.startswith(ISA_PREFIXES))
 
 
+def has_bf16_matmul() -> bool | None:
+    """Whether the host CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16); None when
+    /proc/cpuinfo lists no x86 flags to tell by.
+
+    Without them XLA:CPU widens bf16 operands to f32 around every dot: bf16 then adds
+    conversions instead of saving work, and runs slower than fp32."""
+    flags = _cpuinfo_fields()[1]
+    if not flags:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def cpu_cores() -> int:
     """The cores this process may run on (its affinity, e.g. under taskset), else all."""
     try:

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from tkd_jax import data as data_lib
+from tkd_jax import hardware
 from tkd_jax.config import RunConfig, computation_config, config_fingerprint
 from tkd_jax.data.pipeline import load_data, load_mlm_data, train_buckets
 from tkd_jax.distill import teachers as teachers_lib
@@ -215,7 +216,15 @@ def _start_rows(cfg, *, model_desc, num_params, teachers, pretrained, dp, data, 
             ("model", f"{model_desc['name']}, {num_params:,} parameters"),
             ("teacher", teacher), ("devices", f"{dp.num_devices} x {jax.devices()[0].platform} "
                                               f"({cfg.parallel})"),
-            ("precision", cfg.precision), ("examples", sizes), ("workdir", str(workdir))]
+            ("precision", _precision_row(cfg.precision, jax.devices()[0].platform)),
+            ("examples", sizes), ("workdir", str(workdir))]
+
+
+def _precision_row(precision: str, platform: str) -> str:
+    """The precision, with a warning where it is known to cost time instead of saving it."""
+    if precision == "bf16" and platform == "cpu" and hardware.has_bf16_matmul() is False:
+        return "bf16 (this CPU has no bf16 matrix instructions: expect it slower than fp32)"
+    return precision
 
 
 # ----------------------------------------------------------------------------- the run
