@@ -238,9 +238,19 @@ def restore_teacher(workdir: pathlib.Path) -> tuple[bool, list[str]]:
     ``experiments.verify``; only if the re-run is identical (final metrics and every
     prediction) are the files the cell lacks moved in, so a student learns from exactly the
     teacher whose numbers are committed. Returns (restored, verify's report).
+
+    A teacher whose manifest names another CPU type is not re-run: XLA:CPU compiles other
+    kernels there, the re-run would differ in the last digits, and the hours would be lost.
     """
     from experiments import verify
 
+    try:
+        manifest = json.loads((workdir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}  # verify reports it
+    if (made_on := verify.other_cpu(manifest)) is not None:
+        return False, [f"made on {made_on}; a re-run on this CPU cannot be identical, so its "
+                       "students can only be made on that kind of CPU"]
     scratch = workdir.parent / f".restore_{workdir.name}"
     shutil.rmtree(scratch, ignore_errors=True)
     try:

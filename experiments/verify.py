@@ -77,6 +77,20 @@ def _head() -> str:
     return str(reporting.git_commit())
 
 
+def other_cpu(manifest: dict) -> str | None:
+    """The recorded CPU ("model (flags)") when the manifest names one other than this host's
+    for a CPU run; None when it is the same or not recorded."""
+    from tkd_jax import hardware
+
+    devices = manifest.get("devices") or {}
+    cpu, flags = devices.get("cpu"), devices.get("cpu_flags")
+    if devices.get("backend") != "cpu" or cpu is None:
+        return None
+    if (cpu, flags) == (hardware.cpu_model(), hardware.isa_flags()):
+        return None
+    return f"{cpu} ({' '.join(flags or [])})"
+
+
 def machine_notes(manifest: dict) -> list[str]:
     """Warning lines when the run was made on another CPU type or core count than we have now.
 
@@ -90,15 +104,14 @@ def machine_notes(manifest: dict) -> list[str]:
     if devices.get("backend") != "cpu":
         return []
     notes = []
-    cpu, flags = devices.get("cpu"), devices.get("cpu_flags")
-    here, here_flags = hardware.cpu_model(), hardware.isa_flags()
-    if cpu is None:
-        notes.append(f"note: the manifest does not record its CPU (re-run on {here}); a re-run "
-                     "is bit-identical only on the CPU type that made it")
-    elif (cpu, flags) != (here, here_flags):
-        notes.append(f"note: recorded on {cpu} ({' '.join(flags or [])}), re-run on {here} "
-                     f"({' '.join(here_flags)}): XLA:CPU compiles other kernels for another "
-                     "CPU, so the last digits may differ")
+    here = f"{hardware.cpu_model()} ({' '.join(hardware.isa_flags())})"
+    if devices.get("cpu") is None:
+        notes.append(f"note: the manifest does not record its CPU (re-run on "
+                     f"{hardware.cpu_model()}); a re-run is bit-identical only on the CPU type "
+                     "that made it")
+    elif (recorded_cpu := other_cpu(manifest)) is not None:
+        notes.append(f"note: recorded on {recorded_cpu}, re-run on {here}: XLA:CPU compiles "
+                     "other kernels for another CPU, so the last digits may differ")
     recorded, now = devices.get("cpu_cores"), hardware.cpu_cores()
     if recorded is not None and recorded != now:
         notes.append(f"note: recorded on {recorded} CPU cores, re-run on {now}: XLA:CPU sums "

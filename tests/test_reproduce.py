@@ -210,6 +210,26 @@ def test_a_finished_teacher_without_checkpoint_is_restored_only_if_identical(tmp
     assert ran == [str(by["tkd", 0].workdir)]
 
 
+def test_a_teacher_made_on_another_cpu_is_not_re_run(tmp_path, monkeypatch):
+    """Its re-run could not be identical: the driver says so instead of spending its hours."""
+    from experiments import verify
+    from tkd_jax import hardware
+
+    cell = reproduce.plan(["rte"], [rows_lib.ROW_BY_NAME["teacher"]], 1, runs_dir=tmp_path)[0]
+    _finish(cell, 3.0)
+    devices = {"backend": "cpu", "cpu": "Other CPU", "cpu_flags": ["avx2"], "cpu_cores": 2}
+    (cell.workdir / "manifest.json").write_text(json.dumps({"devices": devices}))
+    monkeypatch.setattr(verify, "verify", lambda *a: pytest.fail("re-ran the teacher"))
+    restored, lines = reproduce.restore_teacher(cell.workdir)
+    assert not restored and lines == [
+        "made on Other CPU (avx2); a re-run on this CPU cannot be identical, so its students "
+        "can only be made on that kind of CPU"]
+    devices.update(cpu=hardware.cpu_model(), cpu_flags=hardware.isa_flags())  # this CPU: re-run
+    (cell.workdir / "manifest.json").write_text(json.dumps({"devices": devices}))
+    monkeypatch.setattr(verify, "verify", lambda run_dir, scratch: (1, ["1 difference(s):"]))
+    assert reproduce.restore_teacher(cell.workdir) == (False, ["1 difference(s):"])
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--table", "4"], "invalid choice"),
     (["--table", "2", "--rows", "tkd,bert"], "--rows bert: unknown row"),
@@ -330,7 +350,10 @@ def test_comparisons_and_verdicts(fake_runs):
     assert "- mrpc (accuracy): **not supported**" in md  # cnn > lstm is not shown
     assert "tkd > cnn: **holds**" in md
     assert "- mrpc: accuracy consistent: ours 98.00 [" in md  # 2-6 errors in 200
-    assert "- mrpc / teacher: seeds 0, 1, 2, 3, 4" in md and "- mrpc / tnlp: seeds 2, 3, 4" in md
+    assert md.split("## Missing cells\n\n")[1].splitlines()[1:] == [
+        "- mrpc: seeds 2, 3, 4 of tnlp, kd", "- mrpc: seed 0 of majority"]
+    assert md.split("## Missing cells\n\n")[1].startswith(
+        "- mrpc: seeds 0, 1, 2, 3, 4 of teacher, tkd_scratch, ")
     assert analysis.prediction_mismatches(cells) == []
 
 
