@@ -350,6 +350,10 @@ def test_comparisons_and_verdicts(fake_runs):
     assert "- mrpc (accuracy): **not supported**" in md  # cnn > lstm is not shown
     assert "tkd > cnn: **holds**" in md
     assert "- mrpc: accuracy consistent: ours 98.00 [" in md  # 2-6 errors in 200
+    done = sum(len(runs) for (task, _), runs in cells.items() if task == "mrpc")
+    planned = sum(5 if r.seeded else 1 for r in rows_lib.ROWS if r.applies_to("mrpc"))
+    assert reproduction.cell_counts(cells, ["mrpc"], 5) == (done, planned)
+    assert f"**Partial**: {done} of {planned} planned cells (1 task, 5 seeds)" in md
     assert md.split("## Missing cells\n\n")[1].splitlines()[1:] == [
         "- mrpc: seeds 2, 3, 4 of tnlp, kd", "- mrpc: seed 0 of majority"]
     assert md.split("## Missing cells\n\n")[1].startswith(
@@ -451,6 +455,11 @@ def test_missing_cells_group_the_rows_that_miss_the_same_seeds():
     rest = [r.name for r in rows_lib.ROWS if r.applies_to("stsb") and r.name != "teacher"]
     assert "majority" not in rest and "tkd_paper" in rest
     assert lines[5:] == [f"stsb: seeds 0, 1, 2, 3 of {', '.join(rest)}"]
+    wnli = [r for r in rows_lib.ROWS if r.applies_to("wnli")]
+    full = {("wnli", r.name): runs(*range(4 if r.seeded else 1)) for r in wnli}
+    assert reproduction.missing_cells(full, ["wnli"], seeds=4) == []
+    assert reproduction._completeness(full, ["wnli"], 4) == (
+        f"**Complete**: all {len(full) * 4 - 2 * 3} planned cells (4 seeds) have finished.")
 
 
 def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):

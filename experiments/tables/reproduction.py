@@ -75,6 +75,22 @@ def chain_verdict(comps, task: str, chain) -> tuple[str, list[str]]:
     return overall, texts
 
 
+def _planned_seeds(row, seeds: int) -> range:
+    return range(seeds if row.seeded else 1)
+
+
+def cell_counts(cells, tasks, seeds: int) -> tuple[int, int]:
+    """(finished, planned) cells of the tables: every applicable row x its seeds per task."""
+    done = planned = 0
+    for task in tasks:
+        for r in rows_lib.ROWS:
+            if r.applies_to(task):
+                want = set(_planned_seeds(r, seeds))
+                planned += len(want)
+                done += len(want & {x.seed for x in cells.get((task, r.name), [])})
+    return done, planned
+
+
 def missing_cells(cells, tasks, seeds: int) -> list[str]:
     """Planned cells without a finished run: per task, the rows missing the same seeds on one
     line (a task's main rows usually stop at the same seed), in the tables' row order."""
@@ -85,7 +101,7 @@ def missing_cells(cells, tasks, seeds: int) -> list[str]:
             if not r.applies_to(task):
                 continue
             have = {x.seed for x in cells.get((task, r.name), [])}
-            lost = tuple(s for s in range(seeds if r.seeded else 1) if s not in have)
+            lost = tuple(s for s in _planned_seeds(r, seeds) if s not in have)
             if lost:
                 rows_by_lost.setdefault(lost, []).append(r.name)
         for lost, names in rows_by_lost.items():
@@ -128,6 +144,16 @@ def cost_lines(cells, tasks, latency: list[dict] | None) -> list[str]:
     return out
 
 
+def _completeness(cells, tasks, seeds: int) -> str:
+    done, planned = cell_counts(cells, tasks, seeds)
+    if done == planned:
+        return f"**Complete**: all {planned} planned cells ({seeds} seeds) have finished."
+    return (f"**Partial**: {done} of {planned} planned cells ({len(tasks)} "
+            f"task{'s' * (len(tasks) != 1)}, {seeds} seeds) have finished; the others are "
+            "listed under Missing cells. The verdicts are those of the finished cells and can "
+            "change as the others come in.")
+
+
 def render(cells, tasks, comps, *, seeds: int, provenance: dict,
            latency: list[dict] | None = None) -> str:
     lines = ["# Reproduction of Tables II and III (Mei et al., 2024)", "",
@@ -135,7 +161,7 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
              "`python -m experiments.reproduce --table all` made; nothing here is typed in. "
              "Dev sets, final-epoch metrics; hyperparameters fixed per model family in "
              "`experiments/configs/repro_*.py` (and `paper.py`) before any run; no selection "
-             "on dev.", "", "## Provenance", ""]
+             "on dev.", "", _completeness(cells, tasks, seeds), "", "## Provenance", ""]
     lines += [f"- {provenance['runs']} runs; code versions (tkd_jax/, experiments/, "
               f"pyproject.toml trees): {len(provenance['code'])}"]
     for key, commits in provenance["code"].items():
