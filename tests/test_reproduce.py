@@ -463,8 +463,12 @@ def test_missing_cells_group_the_rows_that_miss_the_same_seeds():
 
 
 def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
-    for row, params, secs in (("teacher", 22713986, 300.0), ("tkd", 17390594, 100.0)):
-        d = tmp_path / "mrpc" / row / "seed0"
+    # Seed 1 ran on a slower machine: its times must not enter seed 0's cost line.
+    for row, params, secs, seed in (("teacher", 22713986, 300.0, 0), ("tkd", 17390594, 100.0, 0),
+                                    ("teacher", 22713986, 1500.0, 1), ("tkd", 17390594, 500.0, 1),
+                                    ("teacher", 22713986, 1400.0, 2), ("tkd", 17390594, 450.0, 2),
+                                    ("teacher", 22713601, 900.0, 1), ("tkd", 17390209, 400.0, 2)):
+        d = tmp_path / ("mrpc" if params % 2 == 0 else "stsb") / row / f"seed{seed}"
         d.mkdir(parents=True)
         (d / "final_metrics.json").write_text(json.dumps(
             {"num_params": params, "train_seconds": secs, "metrics": {}}))
@@ -474,6 +478,8 @@ def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
     lines = reproduction.cost_lines(cells, ["mrpc", "rte"], latency)
     assert lines[2] == "| mrpc | 22,713,986 | 17,390,594 | 300 / 100 | 10.24 / 4.91 (2.09x) |"
     assert not any(line.startswith("| rte") for line in lines)
+    assert reproduction.cost_lines(cells, ["stsb"], latency)[2] == (
+        "| stsb | 22,713,601 | 17,390,209 | 900 / 400 (seeds 1 / 2) | not measured |")
     assert reproduction.cost_lines(cells, ["mrpc"], None)[2].endswith("| not measured |")
     wrapped = {"command": "python -m experiments.latency ...", "runs": latency}
     assert reproduction.cost_lines(cells, ["mrpc"], wrapped)[2] == lines[2]

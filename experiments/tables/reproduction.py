@@ -114,29 +114,30 @@ LATENCY_COMMAND = ("python -m experiments.latency results/runs/TASK/teacher/seed
                    "results/runs/TASK/tkd/seed0 [...] --json results/tables/latency.json")
 
 
-def _median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if v else None
-
-
 def cost_lines(cells, tasks, latency: list[dict] | None) -> list[str]:
-    """Parameters, train time and (from experiments.latency's JSON) batch-1 latency."""
+    """Parameters, train time and (from experiments.latency's JSON) batch-1 latency.
+
+    Train time is the first seed's (seed 0 when it has run), like the latency: the seeds ran
+    on different machines (results/README.md), so a median over them would mix CPUs."""
     if isinstance(latency, dict):  # experiments.latency's file: {command, ..., runs: [...]}
         latency = latency["runs"]
     by_run = {str(x["run"]).rstrip("/"): x for x in latency or []}
-    out = ["| task | teacher params | TKD-NLP params | teacher / TKD-NLP train s (median) | "
+    out = ["| task | teacher params | TKD-NLP params | teacher / TKD-NLP train s (seed 0) | "
            "teacher / TKD-NLP latency ms (median, batch 1) |", "|---" * 5 + "|"]
     for task in tasks:
         t, s = cells.get((task, "teacher"), []), cells.get((task, "tkd"), [])
         if not t or not s:
             continue
-        secs = [_median(r.final.get("train_seconds", 0.0) for r in rs) for rs in (t, s)]
+        first = [min(rs, key=lambda r: r.seed) for rs in (t, s)]
+        secs = [float(r.final.get("train_seconds", 0.0)) for r in first]
+        which = "" if first[0].seed == first[1].seed == 0 else (
+            f" (seeds {first[0].seed} / {first[1].seed})")
         lat = [next((by_run[k]["median_ms"] for r in rs for k in by_run
                      if k.endswith(f"{task}/{r.row}/seed{r.seed}")), None) for rs in (t, s)]
         lat_text = (f"{lat[0]:.2f} / {lat[1]:.2f} ({lat[0] / lat[1]:.2f}x)"
                     if None not in lat else "not measured")
         out.append(f"| {task} | {t[0].final.get('num_params', 0):,} | "
-                   f"{s[0].final.get('num_params', 0):,} | {secs[0]:.0f} / {secs[1]:.0f} | "
+                   f"{s[0].final.get('num_params', 0):,} | {secs[0]:.0f} / {secs[1]:.0f}{which} | "
                    f"{lat_text} |")
     out += ["", "Latency comes from `results/tables/latency.json` when present, written by "
             f"`{LATENCY_COMMAND}` on the runs' local checkpoints (one process, the runs "
