@@ -15,8 +15,9 @@ seed S. The driver refuses to start from a working tree with uncommitted changes
 untracked run outputs under the runs directory aside), so every manifest records a clean
 commit; it commits nothing itself. `--status` prints
 done / left / estimated hours (median train_seconds of finished runs of the same row, else of
-the same row family scaled by training-set size). Tables and the report: `python -m
-experiments.tables`.
+the same row family scaled by training-set size; times the pace of the last finished runs
+against earlier runs of their rows, when the machine or its load has changed). Tables and
+the report: `python -m experiments.tables`.
 
 Replaces the old `--plan NAME` mode: those results stay under results/<plan>/ as produced by
 older code (results/README.md).
@@ -114,8 +115,8 @@ def _train_seconds(cell: Cell) -> float | None:
         return None
 
 
-def estimate_seconds(cells: list[Cell], measured: list[Cell] | None = None
-                     ) -> tuple[float, int]:
+def estimate_seconds(cells: list[Cell], measured: list[Cell] | None = None,
+                     pace: dict[str, float] | None = None) -> tuple[float, int]:
     """(estimated seconds of the cells left, how many of them have no measurement to go by).
 
     ``measured``: the cells whose finished runs the estimate goes by (default ``cells``; the
@@ -126,7 +127,8 @@ def estimate_seconds(cells: list[Cell], measured: list[Cell] | None = None
     its (task, row family); else of its row family on other tasks, scaled by how much longer
     its task takes than theirs on the rows finished on both (median ratio; training-set size
     when they share none: sentence length makes e.g. CoLA's 8551 examples cheaper than RTE's
-    2490 pairs, which the size alone would get wrong by a factor of four).
+    2490 pairs, which the size alone would get wrong by a factor of four). ``pace``: a factor
+    per row family that the estimate is multiplied by (``recent_pace``).
     """
     done = [(c, s) for c in (cells if measured is None else measured)
             if c.done and (s := _train_seconds(c)) is not None]
@@ -159,8 +161,44 @@ def estimate_seconds(cells: list[Cell], measured: list[Cell] | None = None
         if est is None:
             unknown += 1
         else:
-            total += est
+            total += est * (pace or {}).get(c.row.family, 1.0)
     return total, unknown
+
+
+def _started_unix(cell: Cell) -> float | None:
+    try:
+        return float(json.loads((cell.workdir / "manifest.json").read_text())["created_unix"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def recent_pace(cells: list[Cell], last: int = 6) -> dict[str, tuple[float, int]]:
+    """Per row family: (how much slower runs go now than the earlier runs, how many say so).
+
+    A table spread over days may move between machines (or share one with other work), so
+    the pooled medians can be off by a factor, and not the same factor for every family (a
+    CPU without bf16 instructions slows the bf16 Transformers more than the fp32 baselines).
+    For each of a family's ``last`` finished runs (by their manifest's start time; at most
+    half of its runs): its
+    train_seconds over the median of the earlier finished runs of its (task, row); the
+    family's pace is the median of those ratios. Families with no such pair are left out.
+    """
+    done = sorted(((t, c, s) for c in cells if c.done
+                   and (s := _train_seconds(c)) is not None
+                   and (t := _started_unix(c)) is not None), key=lambda x: x[0])
+    pace = {}
+    for family in dict.fromkeys(c.row.family for _, c, _ in done):
+        runs = [(c, s) for _, c, s in done if c.row.family == family]
+        k = min(last, len(runs) // 2)  # keep earlier runs to compare with
+        recent, earlier = runs[len(runs) - k:], runs[:len(runs) - k]
+        ratios = []
+        for c, s in recent:
+            peers = [e for d, e in earlier if (d.task, d.row.name) == (c.task, c.row.name)]
+            if peers and np.median(peers) > 0:
+                ratios.append(s / float(np.median(peers)))
+        if ratios:
+            pace[family] = (float(np.median(ratios)), len(ratios))
+    return pace
 
 
 def status(cells: list[Cell], measured: list[Cell] | None = None) -> str:
@@ -173,13 +211,21 @@ def status(cells: list[Cell], measured: list[Cell] | None = None) -> str:
         lines.append(f"{task:<6} {name:<13} {done:>4}  {len(group) - done:>4}"
                      + (f"  ({started})" if started else ""))
     done = sum(c.done for c in cells)
-    seconds, unknown = estimate_seconds(cells, measured)
+    pace = recent_pace(cells if measured is None else measured)
+    seconds, unknown = estimate_seconds(cells, measured, {f: p for f, (p, _) in pace.items()})
     hours = sum(s for c in cells if c.done and (s := _train_seconds(c)) is not None) / 3600
     lines.append(f"total: {done} done, {len(cells) - done} left; "
                  f"measured {hours:.2f} train hours so far; "
                  f"estimated {seconds / 3600:.2f} hours left"
                  + (f" + {unknown} cells with no measurement of their row family yet"
                     if unknown else ""))
+    changed = {f: (p, n) for f, (p, n) in pace.items() if abs(p - 1.0) > 0.1}
+    if changed:  # the machine (or its load) changed: say what the estimate was scaled by
+        pooled = estimate_seconds(cells, measured)[0]
+        lines.append("  at the pace of the last finished runs against earlier runs of their "
+                     "rows: " + ", ".join(f"{f} {p:.2f}x ({n} run{'s' * (n > 1)})"
+                                          for f, (p, n) in changed.items())
+                     + f"; {pooled / 3600:.2f} hours at the earlier pace")
     return "\n".join(lines)
 
 
@@ -371,7 +417,8 @@ def main(argv: list[str]) -> int:
         for c in cells:
             if not c.done:
                 print(("resume: " if c.started else "") + c.shown())
-        print(status(cells).splitlines()[-1])
+        text = status(cells)
+        print(text[text.index("\ntotal:") + 1:])  # the totals, without the per-row lines
         return 0
     dirty = uncommitted(repo_root(), pathlib.Path(args.runs_dir))
     if dirty and not args.allow_dirty:

@@ -118,6 +118,39 @@ def test_status_scales_other_tasks_by_their_measured_relative_cost(tmp_path):
     assert reproduce.estimate_seconds(teachers)[0] == pytest.approx(300.0 * 2490 / 3668)
 
 
+def test_status_scales_by_the_recent_pace_of_each_row_family(tmp_path):
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd", "cnn")]
+    cells = reproduce.plan(["mrpc"], rows, seeds=4, runs_dir=tmp_path)
+    by = {(c.row.name, c.seed): c for c in cells}
+
+    def finish(name, seed, seconds, started):
+        _finish(by[name, seed], seconds)
+        (by[name, seed].workdir / "manifest.json").write_text(
+            json.dumps({"created_unix": started}))
+
+    # seeds 0 and 1 on a fast machine, then seed 2 on one where students take 3x and the
+    # CNN 1.5x; the teacher's last run is seed 1, as fast as seed 0
+    for seed, t0 in ((0, 0), (1, 100)):
+        finish("teacher", seed, 300.0, t0)
+        finish("tkd", seed, 100.0, t0 + 1)
+        finish("cnn", seed, 20.0, t0 + 2)
+    finish("tkd", 2, 300.0, 1000)
+    finish("cnn", 2, 30.0, 1001)
+    pace = reproduce.recent_pace(cells)  # the last half of each family's runs: one each
+    assert pace == {"teacher": (1.0, 1), "student": (3.0, 1), "baseline": (1.5, 1)}
+    # left: teacher seeds 2, 3 (300 each), tkd seed 3 (median 100 x 3), cnn seed 3 (20 x 1.5)
+    paced = {f: p for f, (p, _) in pace.items()}
+    assert reproduce.estimate_seconds(cells, pace=paced)[0] == pytest.approx(600 + 300 + 30)
+    assert reproduce.estimate_seconds(cells)[0] == pytest.approx(600 + 100 + 20)
+    text = reproduce.status(cells)
+    assert "estimated 0.26 hours left" in text  # 930 s
+    assert "student 3.00x (1 run)" in text and "teacher" not in text.splitlines()[-1]
+    # without start times there is nothing to order by: no pace
+    for c in cells:
+        (c.workdir / "manifest.json").unlink(missing_ok=True)
+    assert reproduce.recent_pace(cells) == {}
+
+
 def _git(root, *args):
     subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
 
