@@ -18,6 +18,19 @@ def test_summarize_matches_scipy_t_interval():
     assert (s.ci_low, s.ci_high) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
 
 
+def test_summarize_clips_the_interval_to_the_metrics_range():
+    x = np.array([0.0, 0.0, 0.0, 0.6])  # WNLI-like F1: three seeds predict no positive
+    lo, hi = sps.t.interval(0.95, df=3, loc=x.mean(), scale=sps.sem(x))
+    assert lo < 0
+    s = stats.summarize(x, bounds=(0.0, 1.0))
+    assert (s.ci_low, s.ci_high) == (0.0, pytest.approx(hi, abs=1e-12))
+    assert s.mean == pytest.approx(0.15) and s.sd == pytest.approx(np.std(x, ddof=1))
+    inside = stats.summarize([0.81, 0.84, 0.79], bounds=(0.0, 1.0))
+    assert (inside.ci_low, inside.ci_high) == pytest.approx(
+        sps.t.interval(0.95, df=2, loc=np.mean([0.81, 0.84, 0.79]),
+                       scale=sps.sem([0.81, 0.84, 0.79])), abs=1e-12)
+
+
 def test_summarize_single_value_has_no_spread():
     s = stats.summarize([0.684])
     assert s.n == 1 and s.mean == 0.684

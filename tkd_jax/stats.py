@@ -45,8 +45,14 @@ class Summary:
     ci_high: float
 
 
-def summarize(values, confidence: float = CONFIDENCE) -> Summary:
-    """mean +- t_{n-1} * sd / sqrt(n); sd and interval are NaN for fewer than two values."""
+def summarize(values, confidence: float = CONFIDENCE,
+              bounds: tuple[float, float] | None = None) -> Summary:
+    """mean +- t_{n-1} * sd / sqrt(n); sd and interval are NaN for fewer than two values.
+
+    ``bounds``: the range the quantity can take (F1 in [0, 1]); the interval is clipped to it.
+    A few noisy seeds can push a t interval past the range (an F1 interval reaching -0.27);
+    clipping keeps every value the interval contains possible and loses no coverage.
+    """
     x = np.asarray(values, dtype=np.float64).reshape(-1)
     if x.size == 0:
         raise ValueError("summarize: no values")
@@ -55,7 +61,10 @@ def summarize(values, confidence: float = CONFIDENCE) -> Summary:
         return Summary(1, mean, math.nan, math.nan, math.nan)
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * sd / math.sqrt(x.size)
-    return Summary(int(x.size), mean, sd, mean - half, mean + half)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Summary(int(x.size), mean, sd, low, high)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,9 +75,15 @@ def collect(runs_dir) -> dict[tuple[str, str], list[Run]]:
     return cells
 
 
+# The range each dev metric can take; a cell's interval is clipped to it.
+METRIC_RANGE = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "f1_macro": (0.0, 1.0),
+                "precision": (0.0, 1.0), "recall": (0.0, 1.0), "mcc": (-1.0, 1.0),
+                "pearson": (-1.0, 1.0), "spearman": (-1.0, 1.0), "glue_score": (-1.0, 1.0)}
+
+
 def summarize(runs: list[Run], key: str) -> stats.Summary | None:
     values = [v for r in runs if (v := r.metric(key)) is not None]
-    return stats.summarize(values) if values else None
+    return stats.summarize(values, bounds=METRIC_RANGE.get(key)) if values else None
 
 
 @dataclasses.dataclass

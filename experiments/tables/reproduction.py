@@ -182,7 +182,8 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
               f"wall-clock time of the driver's runs (every attempt, start-up included): "
               f"{provenance.get('wall_hours', 0.0):.2f} hours", ""]
     lines += ["## The paper's numbers beside ours", "",
-              "Ours: accuracy and F1 in percent, mean ± sd [95% CI] over seeds.", "",
+              "Ours: accuracy and F1 in percent, mean ± sd [95% t interval, clipped to "
+              "0-100] over seeds.", "",
               "| task | row | paper acc | ours acc | paper F1 | ours F1 |", "|---" * 6 + "|"]
     for task in tasks:
         if task in rows_lib.REGRESSION_TASKS:

@@ -40,7 +40,8 @@ def metric_header(task: str, key: str) -> str:
 def table_markdown(table: str, cells, tasks) -> str:
     rows = [r for r in rows_lib.rows_for(table)]
     lines = [f"# Table {table}: {'models vs baselines' if table == '2' else 'ablation'}", "",
-             "Dev-set metrics, final epoch, in percent: mean ± sd [95% t interval] over seeds "
+             "Dev-set metrics, final epoch, in percent: mean ± sd [95% t interval, clipped to "
+             "the metric's range] over seeds "
              "(student seed S learns from teacher seed S). Paper: Mei et al. 2024, task "
              "unnamed. Produced by `python -m experiments.tables` from the runs of "
              "`python -m experiments.reproduce`.", ""]
