@@ -201,7 +201,11 @@ def recent_pace(cells: list[Cell], last: int = 6) -> dict[str, tuple[float, int]
     return pace
 
 
-def status(cells: list[Cell], measured: list[Cell] | None = None) -> str:
+def status(cells: list[Cell], measured: list[Cell] | None = None,
+           paced: list[Cell] | None = None) -> str:
+    """Per-row done / left and the totals. ``measured``: the cells the estimate goes by;
+    ``paced``: the cells whose latest runs say how fast the machine goes now (default
+    ``measured``; the driver passes every task's, as one task's last runs may be old)."""
     lines = [f"{'task':<6} {'row':<13} done  left  (interrupted)"]
     keys = list(dict.fromkeys((c.task, c.row.name) for c in cells))
     for task, name in keys:
@@ -211,7 +215,7 @@ def status(cells: list[Cell], measured: list[Cell] | None = None) -> str:
         lines.append(f"{task:<6} {name:<13} {done:>4}  {len(group) - done:>4}"
                      + (f"  ({started})" if started else ""))
     done = sum(c.done for c in cells)
-    pace = recent_pace(cells if measured is None else measured)
+    pace = recent_pace(paced or measured or cells)
     seconds, unknown = estimate_seconds(cells, measured, {f: p for f, (p, _) in pace.items()})
     hours = sum(s for c in cells if c.done and (s := _train_seconds(c)) is not None) / 3600
     lines.append(f"total: {done} done, {len(cells) - done} left; "
@@ -411,7 +415,10 @@ def main(argv: list[str]) -> int:
     if args.status:
         every_row = plan(tasks, rows_lib.ROWS, args.seeds, runs_dir=args.runs_dir,
                          overrides=args.override)
-        print(status(cells, every_row))
+        # the machine's pace from every task's runs (seeds beyond --seeds too)
+        every_task = plan(list(TRAIN_SIZES), rows_lib.ROWS, max(args.seeds, 5),
+                          runs_dir=args.runs_dir, overrides=args.override)
+        print(status(cells, every_row, every_task))
         return 0
     if args.dry_run:
         for c in cells:

@@ -145,6 +145,10 @@ def test_status_scales_by_the_recent_pace_of_each_row_family(tmp_path):
     text = reproduce.status(cells)
     assert "estimated 0.26 hours left" in text  # 930 s
     assert "student 3.00x (1 run)" in text and "teacher" not in text.splitlines()[-1]
+    # the pace can come from other cells (every task's) than the ones estimated
+    teachers = [c for c in cells if c.row.name == "teacher"]
+    assert "student 3.00x" in reproduce.status(teachers, teachers, cells)
+    assert "pace" not in reproduce.status(teachers, teachers)
     # without start times there is nothing to order by: no pace
     for c in cells:
         (c.workdir / "manifest.json").unlink(missing_ok=True)
