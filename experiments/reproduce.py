@@ -179,9 +179,9 @@ def recent_pace(cells: list[Cell], last: int = 6) -> dict[str, tuple[float, int]
     the pooled medians can be off by a factor, and not the same factor for every family (a
     CPU without bf16 instructions slows the bf16 Transformers more than the fp32 baselines).
     For each of a family's ``last`` finished runs (by their manifest's start time; at most
-    half of its runs): its
-    train_seconds over the median of the earlier finished runs of its (task, row); the
-    family's pace is the median of those ratios. Families with no such pair are left out.
+    half of its runs): its train_seconds over the median of the earlier finished runs of its
+    (task, row); the family's pace is the median of those ratios. Families with no such pair
+    are left out.
     """
     done = sorted(((t, c, s) for c in cells if c.done
                    and (s := _train_seconds(c)) is not None
