@@ -9,7 +9,9 @@ compared key by key, timing keys excluded, and predictions.json example by examp
 everything is identical, 1 otherwise (a failed re-run included); a run directory without a
 readable manifest is a user error (exit 2). Bitwise equality is expected on the same CPU type,
 core count and package versions; the manifest's git commit is printed beside the current one,
-and a note when the recorded CPU or core count differs from this one.
+and a note when the recorded CPU or core count differs from this one. When the re-run is not
+identical but every prediction is, the report ends with the largest relative difference in the
+final metrics, which tells float drift from a different result.
 """
 
 from __future__ import annotations
@@ -65,6 +67,26 @@ def differences(recorded, rerun, path: str = "") -> list[str]:
         return [d for i, (x, y) in enumerate(zip(recorded, rerun, strict=True))
                 for d in differences(x, y, f"{path}[{i}]")]
     return [] if recorded == rerun else [f"{path}: {recorded!r} recorded, {rerun!r} re-run"]
+
+
+def largest_drift(recorded, rerun, path: str = "") -> tuple[float, str] | None:
+    """The largest relative difference between numbers at the same key path (timing keys
+    skipped), with its path; None when no two numbers differ. Tells float drift (a loss off in
+    the 6th digit) from a different result when a re-run is not bit-identical."""
+    if isinstance(recorded, dict) and isinstance(rerun, dict):
+        found = [largest_drift(recorded[k], rerun[k], f"{path}.{k}" if path else k)
+                 for k in sorted(set(recorded) & set(rerun))
+                 if not (k in TIMING_KEYS and not path)]
+    elif isinstance(recorded, list) and isinstance(rerun, list):
+        found = [largest_drift(x, y, f"{path}[{i}]")
+                 for i, (x, y) in enumerate(zip(recorded, rerun, strict=False))]
+    elif (isinstance(recorded, int | float) and isinstance(rerun, int | float)
+          and not isinstance(recorded, bool) and recorded != rerun):
+        return abs(recorded - rerun) / max(abs(recorded), abs(rerun)), path
+    else:
+        return None
+    found = [f for f in found if f is not None]
+    return max(found) if found else None
 
 
 def _read(path: pathlib.Path):
@@ -140,7 +162,7 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
         code = subprocess.run([sys.executable, "-m", "experiments.glue", *argv]).returncode
         if code != 0:
             return 1, [*lines, f"the re-run failed with exit code {code}"]
-    diffs = []
+    diffs, found = [], {}
     for name in ("final_metrics.json", "predictions.json"):
         recorded, rerun = _read(run_dir / name), _read(scratch / name)
         if recorded is None and rerun is None:
@@ -148,9 +170,17 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
         if recorded is None or rerun is None:
             diffs.append(f"{name}: only in the {'re-run' if recorded is None else 'recorded run'}")
             continue
-        diffs += [f"{name}: {d}" for d in differences(recorded, rerun)]
+        found[name] = differences(recorded, rerun)
+        diffs += [f"{name}: {d}" for d in found[name]]
     if diffs:
-        return 1, [*lines, f"{len(diffs)} difference(s):", *diffs]
+        lines += [f"{len(diffs)} difference(s):", *diffs]
+        if found.get("predictions.json") == [] and found.get("final_metrics.json"):
+            drift = largest_drift(_read(run_dir / "final_metrics.json"),
+                                  _read(scratch / "final_metrics.json"))
+            if drift is not None:
+                lines.append(f"every prediction is identical; the final metrics differ by at "
+                             f"most {drift[0]:.1e} relative ({drift[1]})")
+        return 1, lines
     return 0, [*lines, "identical (final metrics without timing keys, and every prediction)"]
 
 

@@ -27,6 +27,18 @@ def test_differences_skips_timing_and_names_each_key():
         "dev.prediction: 1 of 4 entries differ (first at 2: 1 vs 0)"]
 
 
+def test_largest_drift_is_the_largest_relative_difference_between_numbers():
+    recorded = {"metrics": {"loss": 0.5, "f1": 0.8, "accuracy": 0.7}, "train_seconds": 3.0,
+                "confusion_matrix": [[1, 2], [3, 4]], "task": "mrpc"}
+    rerun = {"metrics": {"loss": 0.50001, "f1": 0.8, "accuracy": 0.7}, "train_seconds": 30.0,
+             "confusion_matrix": [[1, 2], [3, 4]], "task": "mrpc"}
+    rel, where = verify.largest_drift(recorded, rerun)
+    assert where == "metrics.loss" and rel == pytest.approx(0.00001 / 0.50001)
+    rerun["confusion_matrix"][1][0] = 4  # a count that moved outweighs the loss's drift
+    assert verify.largest_drift(recorded, rerun) == (0.25, "confusion_matrix[1][0]")
+    assert verify.largest_drift(recorded, {**recorded, "train_seconds": 1.0}) is None
+
+
 def test_rerun_argv_replaces_the_workdir():
     argv = ["--task", "rte", "--workdir", "results/runs/rte/tkd/seed0", "--seed", "0"]
     assert verify.rerun_argv({"argv": argv}, "/s") == [
@@ -45,6 +57,16 @@ def test_trivial_cell_verifies_and_a_changed_prediction_is_caught(glue_dir, tmp_
     assert final["metrics"]["f1"] == pytest.approx(2 * 279 / (2 * 279 + 129))  # 279 of 408
     code, lines = verify.verify(run, tmp_path / "scratch1")
     assert code == 0 and lines[-1].startswith("identical")
+    # float drift only (another CPU type): the report says every prediction is identical
+    metrics_file = run / "final_metrics.json"
+    drifted = json.loads(metrics_file.read_text())
+    drifted["metrics"]["f1"] *= 1 + 3e-6
+    metrics_file.write_text(json.dumps(drifted))
+    code, lines = verify.verify(run, tmp_path / "scratch_drift")
+    assert code == 1
+    assert lines[-1] == ("every prediction is identical; the final metrics differ by at most "
+                         "3.0e-06 relative (metrics.f1)")
+    metrics_file.write_text(json.dumps(final))
     preds = json.loads((run / "predictions.json").read_text())
     preds["dev"]["prediction"][5] = 0
     (run / "predictions.json").write_text(json.dumps(preds))
