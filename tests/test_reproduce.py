@@ -398,6 +398,33 @@ def test_comparisons_and_verdicts(fake_runs):
     assert analysis.prediction_mismatches(cells) == []
 
 
+def test_a_trivial_baseline_that_answers_as_another_is_tested_once(fake_runs, tmp_path):
+    """MRPC's majority class is class 1: always-positive is the majority baseline, and
+    testing both would put one hypothesis twice into the Holm family."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(fake_runs, root)
+    labels = (np.arange(N_DEV) % 3 != 0).astype(int)
+    _fake_run(root, "mrpc", "majority", 0, np.ones(N_DEV, int), labels)
+    cells = analysis.collect(root)
+    assert analysis.folded_trivials(cells, ["mrpc"]) == [("mrpc", "positive", "majority")]
+    comps = analysis.comparisons(cells, ["mrpc"], n_resamples=200)
+    assert {c.b for c in comps if c.a == "tkd"} >= {"majority", "cnn"}
+    assert not any(c.b == "positive" for c in comps)
+    tested = [c for c in comps if c.metric == "accuracy" and c.ttest and c.ttest.p == c.ttest.p]
+    assert [c.p_t_holm for c in tested] == pytest.approx(
+        list(analysis.stats.holm([c.ttest.p for c in tested])))
+    md = reproduction.render(cells, ["mrpc"], comps, seeds=5, provenance={
+        "runs": 29, "code": {"code x": ["0" * 40]}, "dirty": 0, "mismatches": [],
+        "train_hours": 0.5})
+    assert ("On mrpc, `positive` answers every dev example as `majority` does, so comparisons "
+            "with it are tested once, as `majority` (not twice in the Holm family).") in md
+    (root / "mrpc" / "majority" / "seed0").rename(root / "mrpc" / "majority" / "x")
+    _fake_run(root, "mrpc", "majority", 0, np.zeros(N_DEV, int), labels)  # another answer
+    assert analysis.folded_trivials(analysis.collect(root), ["mrpc"]) == []
+
+
 def test_tables_command_writes_every_file(fake_runs, tmp_path):
     from experiments.tables.__main__ import build
 

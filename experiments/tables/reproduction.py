@@ -221,6 +221,11 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
         bp = _p(c.p_boot_holm) if c.bootstrap else "—"
         lines.append(f"| {c.task} | {c.a} > {c.b} | {c.metric} | {c.verdict()} | {diff} | "
                      f"{_p(c.p_t_holm)} | {bp} |")
+    folded = analysis.folded_trivials(cells, tasks)
+    if folded:
+        lines += ["", *(f"On {task}, `{row}` answers every dev example as `{twin}` does, so "
+                        f"comparisons with it are tested once, as `{twin}` (not twice in the "
+                        "Holm family)." for task, row, twin in folded)]
     lines += ["", "## What the student costs", "", *cost_lines(cells, tasks, latency),
               "", "## Missing cells", ""]
     missing = missing_cells(cells, tasks, seeds)
