@@ -222,10 +222,13 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
         lines.append(f"| {c.task} | {c.a} > {c.b} | {c.metric} | {c.verdict()} | {diff} | "
                      f"{_p(c.p_t_holm)} | {bp} |")
     folded = analysis.folded_trivials(cells, tasks)
-    if folded:
-        lines += ["", *(f"On {task}, `{row}` answers every dev example as `{twin}` does, so "
-                        f"comparisons with it are tested once, as `{twin}` (not twice in the "
-                        "Holm family)." for task, row, twin in folded)]
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for task, row, twin in folded:
+        by_pair.setdefault((row, twin), []).append(task)
+    for (row, twin), where in by_pair.items():
+        lines += ["", f"On {', '.join(where)}, `{row}` answers every dev example as `{twin}` "
+                  f"does, so comparisons with it are tested once, as `{twin}` (not twice in "
+                  "the Holm family)."]
     lines += ["", "## What the student costs", "", *cost_lines(cells, tasks, latency),
               "", "## Missing cells", ""]
     missing = missing_cells(cells, tasks, seeds)
