@@ -170,13 +170,13 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
         if recorded is None or rerun is None:
             diffs.append(f"{name}: only in the {'re-run' if recorded is None else 'recorded run'}")
             continue
-        found[name] = differences(recorded, rerun)
-        diffs += [f"{name}: {d}" for d in found[name]]
+        found[name] = (differences(recorded, rerun), recorded, rerun)
+        diffs += [f"{name}: {d}" for d in found[name][0]]
     if diffs:
         lines += [f"{len(diffs)} difference(s):", *diffs]
-        if found.get("predictions.json") == [] and found.get("final_metrics.json"):
-            drift = largest_drift(_read(run_dir / "final_metrics.json"),
-                                  _read(scratch / "final_metrics.json"))
+        preds, metrics = found.get("predictions.json"), found.get("final_metrics.json")
+        if preds is not None and not preds[0] and metrics is not None and metrics[0]:
+            drift = largest_drift(metrics[1], metrics[2])
             if drift is not None:
                 lines.append(f"every prediction is identical; the final metrics differ by at "
                              f"most {drift[0]:.1e} relative ({drift[1]})")
