@@ -16,7 +16,8 @@ untracked run outputs under the runs directory aside), so every manifest records
 commit; it commits nothing itself. `--status` prints
 done / left / estimated hours (median train_seconds of finished runs of the same row, else of
 the same row family scaled by training-set size; times the pace of the last finished runs
-against earlier runs of their rows, when the machine or its load has changed). Tables and
+against earlier runs of their rows, when the machine or its load has changed; students of a
+teacher made on another kind of CPU, which cannot be re-made here, are counted apart). Tables and
 the report: `python -m experiments.tables`.
 
 Replaces the old `--plan NAME` mode: those results stay under results/<plan>/ as produced by
@@ -201,31 +202,69 @@ def recent_pace(cells: list[Cell], last: int = 6) -> dict[str, tuple[float, int]
     return pace
 
 
+def blocked_here(cells: list[Cell]) -> dict[pathlib.Path, str]:
+    """The cells left that cannot run on this machine: workdir -> the CPU their teacher was
+    made on.
+
+    A finished teacher without its checkpoint (a new checkout) is re-made before its
+    students, which works only on the kind of CPU that made it (``restore_teacher``); its
+    students are skipped elsewhere. Counting them as work left would promise hours this
+    machine cannot spend. Manifests name their CPU since dbbf81d; of an older teacher
+    nothing can be told, and its students count as runnable.
+    """
+    from experiments import verify
+
+    @functools.cache
+    def made_on(teacher: pathlib.Path) -> str | None:
+        if not (teacher / "final_metrics.json").exists() or has_checkpoint(teacher):
+            return None
+        try:
+            return verify.other_cpu(json.loads((teacher / "manifest.json").read_text()))
+        except (OSError, ValueError):
+            return None  # restore_teacher re-runs it and verify reports the manifest
+
+    return {c.workdir: cpu for c in cells
+            if not c.done and c.teacher is not None and (cpu := made_on(c.teacher))}
+
+
 def status(cells: list[Cell], measured: list[Cell] | None = None,
            paced: list[Cell] | None = None) -> str:
     """Per-row done / left and the totals. ``measured``: the cells the estimate goes by;
     ``paced``: the cells whose latest runs say how fast the machine goes now (default
-    ``measured``; the driver passes every task's, as one task's last runs may be old)."""
-    lines = [f"{'task':<6} {'row':<13} done  left  (interrupted)"]
+    ``measured``; the driver passes every task's, as one task's last runs may be old).
+    Cells blocked on this CPU (``blocked_here``) are counted as left but not estimated."""
+    blocked = blocked_here(cells)
+    lines = [f"{'task':<6} {'row':<13} done  left  (interrupted)"
+             + ("  [blocked here]" if blocked else "")]
     keys = list(dict.fromkeys((c.task, c.row.name) for c in cells))
     for task, name in keys:
         group = [c for c in cells if (c.task, c.row.name) == (task, name)]
         done = sum(c.done for c in group)
         started = sum(c.started for c in group)
+        stuck = sum(c.workdir in blocked for c in group)
         lines.append(f"{task:<6} {name:<13} {done:>4}  {len(group) - done:>4}"
-                     + (f"  ({started})" if started else ""))
+                     + (f"  ({started})" if started else "")
+                     + (f"  [{stuck}]" if stuck else ""))
     done = sum(c.done for c in cells)
     pace = recent_pace(paced or measured or cells)
-    seconds, unknown = estimate_seconds(cells, measured, {f: p for f, (p, _) in pace.items()})
+    runnable = [c for c in cells if c.workdir not in blocked]
+    seconds, unknown = estimate_seconds(runnable, measured or cells,
+                                        {f: p for f, (p, _) in pace.items()})
     hours = sum(s for c in cells if c.done and (s := _train_seconds(c)) is not None) / 3600
-    lines.append(f"total: {done} done, {len(cells) - done} left; "
-                 f"measured {hours:.2f} train hours so far; "
+    lines.append(f"total: {done} done, {len(cells) - done} left"
+                 + (f" ({len(blocked)} blocked here)" if blocked else "")
+                 + f"; measured {hours:.2f} train hours so far; "
                  f"estimated {seconds / 3600:.2f} hours left"
+                 + (" for the others" if blocked else "")
                  + (f" + {unknown} cells with no measurement of their row family yet"
                     if unknown else ""))
+    for cpu in dict.fromkeys(blocked.values()):
+        n = sum(v == cpu for v in blocked.values())
+        lines.append(f"  blocked here: {n} student cell{'s' * (n > 1)} of teachers made on "
+                     f"{cpu}; only that kind of CPU can re-make their checkpoints")
     changed = {f: (p, n) for f, (p, n) in pace.items() if abs(p - 1.0) > 0.1}
     if changed:  # the machine (or its load) changed: say what the estimate was scaled by
-        pooled = estimate_seconds(cells, measured)[0]
+        pooled = estimate_seconds(runnable, measured or cells)[0]
         lines.append("  at the pace of the last finished runs against earlier runs of their "
                      "rows: " + ", ".join(f"{f} {p:.2f}x ({n} run{'s' * (n > 1)})"
                                           for f, (p, n) in changed.items())
@@ -421,8 +460,11 @@ def main(argv: list[str]) -> int:
         print(status(cells, every_row, every_task))
         return 0
     if args.dry_run:
+        blocked = blocked_here(cells)
         for c in cells:
-            if not c.done:
+            if c.workdir in blocked:
+                print(f"blocked here (teacher made on {blocked[c.workdir]}): {c.shown()}")
+            elif not c.done:
                 print(("resume: " if c.started else "") + c.shown())
         text = status(cells)
         print(text[text.index("\ntotal:") + 1:])  # the totals, without the per-row lines

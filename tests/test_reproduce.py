@@ -267,6 +267,51 @@ def test_a_teacher_made_on_another_cpu_is_not_re_run(tmp_path, monkeypatch):
     assert reproduce.restore_teacher(cell.workdir) == (False, ["1 difference(s):"])
 
 
+def test_status_counts_students_of_another_cpus_teachers_as_blocked(tmp_path, capsys):
+    """They are left, but this machine cannot make them: no hours are promised for them."""
+    from tkd_jax import hardware
+
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd", "tnlp", "cnn")]
+    cells = reproduce.plan(["mrpc"], rows, seeds=3, runs_dir=tmp_path)
+    by = {(c.row.name, c.seed): c for c in cells}
+    here = {"backend": "cpu", "cpu": hardware.cpu_model(), "cpu_flags": hardware.isa_flags()}
+    other = {"backend": "cpu", "cpu": "Other CPU", "cpu_flags": ["avx2"]}
+    # seed 0's teacher: another CPU, no checkpoint; seed 1's: this CPU (re-made here);
+    # seed 2's: another CPU, but its checkpoint is still here
+    for seed, devices in ((0, other), (1, here), (2, other)):
+        _finish(by["teacher", seed], 300.0)
+        (by["teacher", seed].workdir / "manifest.json").write_text(
+            json.dumps({"devices": devices}))
+    (by["teacher", 2].workdir / "checkpoints" / "345").mkdir(parents=True)
+    _finish(by["tnlp", 0], 80.0)
+    _finish(by["cnn", 0], 20.0)
+    # only the distilled student of seed 0 needs that teacher; T-NLP and the CNN learn alone
+    blocked = reproduce.blocked_here(cells)
+    assert blocked == {by["tkd", 0].workdir: "Other CPU (avx2)"}
+    text = reproduce.status(cells)
+    assert "mrpc   tkd              0     3  [1]" in text
+    assert "mrpc   tnlp             1     2\n" in text
+    last = [line for line in text.splitlines() if line.startswith("total:")][0]
+    # left and runnable: tkd 1, 2 and tnlp 1, 2 (the student family's 80 s), cnn 1, 2 (20 s)
+    assert last.startswith("total: 5 done, 7 left (1 blocked here);")
+    assert f"estimated {(4 * 80 + 2 * 20) / 3600:.2f} hours left for the others" in last
+    assert reproduce.estimate_seconds(cells)[0] == pytest.approx(5 * 80 + 2 * 20)
+    assert text.splitlines()[-1] == ("  blocked here: 1 student cell of teachers made on "
+                                     "Other CPU (avx2); only that kind of CPU can re-make "
+                                     "their checkpoints")
+    assert reproduce.main(["--table", "all", "--tasks", "mrpc", "--rows", "teacher,tkd,tnlp,cnn",
+                           "--seeds", "3", "--dry_run", "--runs_dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == ("blocked here (teacher made on Other CPU (avx2)): "
+                        + by["tkd", 0].shown())
+    assert shown[1:7] == [by[n, s].shown() for s in (1, 2) for n in ("tkd", "tnlp", "cnn")]
+    (by["tkd", 0].workdir / "checkpoints").mkdir(parents=True)  # started: still blocked
+    assert list(reproduce.blocked_here(cells)) == [by["tkd", 0].workdir]
+    _finish(by["tkd", 0], 90.0)  # made elsewhere and copied in: done, not blocked
+    assert reproduce.blocked_here(cells) == {}
+    assert "blocked" not in reproduce.status(cells)
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--table", "4"], "invalid choice"),
     (["--table", "2", "--rows", "tkd,bert"], "--rows bert: unknown row"),
