@@ -45,7 +45,29 @@ def test_write_makes_every_file_and_leaves_pyplot_alone(run_dir, tmp_path):
     assert manifest["command"] == "compress it" and manifest["git_commit"] == "def"
     assert manifest["run"]["task"] == "mrpc" and manifest["run"]["model"] == {"name": "minilm_l6"}
     assert manifest["settings"] == {"repeats": 2}
+    assert table.splitlines()[-1].startswith(f"Timed on {manifest['machine']['cpu']} (")
     assert manifest["plots"] == ["accuracy_vs_latency.png", "accuracy_vs_size.png"]
+
+
+def test_the_table_names_the_cpu_and_why_bf16_or_int8_is_slow_on_it():
+    rows = [_record("fp32", 0.75, 4_000_000, 10.0), _record("bf16", 0.75, 2_000_000, 13.0),
+            _record("int8_dynamic", 0.74, 10**6, 11.5)]
+    for r, runtime in zip(rows, ("fp32", "bf16", "int8_dynamic"), strict=True):
+        r["runtime"] = runtime
+    epyc = {"cpu": "AMD EPYC", "flags": ["avx2", "fma"]}
+    table = report.markdown_table(rows, metric="f1", title="t", machine=epyc)
+    note = table.rstrip("\n").splitlines()[-1]
+    assert note.startswith("Timed on AMD EPYC (avx2 fma). It has no bf16 dot instructions "
+                           "(avx512_bf16, amx_bf16)")
+    assert "no int8 dot instructions (avx512_vnni, avx_vnni, amx_int8)" in note
+    xeon = {"cpu": "Intel Xeon", "flags": ["amx_bf16", "amx_int8", "avx512_bf16",
+                                           "avx512_vnni"]}
+    assert report.markdown_table(rows, metric="f1", title="t", machine=xeon).endswith(
+        "\n\nTimed on Intel Xeon (amx_bf16 amx_int8 avx512_bf16 avx512_vnni).\n")
+    # only the runtimes in the table are explained; no flags recorded: no verdict
+    assert "int8" not in report.machine_note(rows[:2], epyc).split(").", 1)[1]
+    assert report.machine_note(rows, {"cpu": "Graviton", "flags": []}) == "Timed on Graviton ()."
+    assert "Timed on" not in report.markdown_table(rows, metric="f1", title="t")
 
 
 def test_heading_and_figure(run_dir):

@@ -13,6 +13,7 @@ import pathlib
 import time
 
 from tkd_jax import data as data_lib
+from tkd_jax import hardware
 from tkd_jax.compress import measure, run_io
 from tkd_jax.train import reporting
 
@@ -32,8 +33,30 @@ def _split(rows: list[dict]) -> str:
     return rows[0].get("eval_split", "dev") if rows else "dev"
 
 
-def markdown_table(rows: list[dict], *, metric: str, title: str) -> str:
-    """One row per method: metric, file size (and ratio), params, latency b1 and b32."""
+def machine_note(rows: list[dict], machine: dict) -> str:
+    """The CPU the timings are from, and why a bf16 or int8 runtime is slow on it if so.
+
+    ``machine``: ``measure.cpu_info()``'s record ({"cpu", "flags", ...}). The speed methods
+    gain only where the CPU multiplies bf16 or int8 in hardware; elsewhere XLA:CPU widens the
+    operands around every dot, and a table that shows them slower than fp32 needs the reason
+    beside it."""
+    flags = machine.get("flags") or []
+    line = f"Timed on {machine.get('cpu') or 'an unrecorded CPU'} ({' '.join(flags)})."
+    runtimes = {r.get("runtime") for r in rows}
+    for kind, runtime, has, isa in (
+            ("bf16", "bf16", hardware.has_bf16_matmul, hardware.BF16_MATMUL_FLAGS),
+            ("int8", "int8_dynamic", hardware.has_int8_matmul, hardware.INT8_MATMUL_FLAGS)):
+        if runtime in runtimes and has(flags) is False:
+            line += (f" It has no {kind} dot instructions ({', '.join(isa)}): XLA:CPU widens "
+                     f"{kind} operands around every dot, so the {kind} runtimes are not "
+                     "expected to beat fp32 here.")
+    return line
+
+
+def markdown_table(rows: list[dict], *, metric: str, title: str,
+                   machine: dict | None = None) -> str:
+    """One row per method: metric, file size (and ratio), params, latency b1 and b32; with
+    ``machine`` (``measure.cpu_info()``), a line under it on the CPU that timed them."""
     acc = metric != "accuracy" and all("accuracy" in r["dev"] for r in rows)
     seq, split = _seq(rows), _split(rows)
     lines = [f"# {title}", "",
@@ -58,6 +81,8 @@ def markdown_table(rows: list[dict], *, metric: str, title: str) -> str:
             f"{b1['median_ms']:.2f} / {b1['p90_ms']:.2f} ms | {b1['speedup']:.2f} | "
             f"{b32['median_ms']:.0f} / {b32['p90_ms']:.0f} ms | "
             f"{b32['examples_per_second']:.0f} | {b32['speedup']:.2f} | {cost:.0f} s |")
+    if machine is not None:
+        lines += ["", machine_note(rows, machine)]
     return "\n".join(lines) + "\n"
 
 
@@ -140,12 +165,14 @@ def write(records: list[dict], run_dir, out_dir=None, *, settings: dict,
     out.mkdir(parents=True, exist_ok=True)
     reporting.write_json(out / "results.json", records)
     pngs = plots(records, out, metric=spec.main_metric, title=title)
-    (out / "table.md").write_text(markdown_table(records, metric=spec.main_metric, title=title))
+    machine = measure.cpu_info()
+    (out / "table.md").write_text(markdown_table(records, metric=spec.main_metric, title=title,
+                                                 machine=machine))
     reporting.write_json(out / "manifest.json", {
         "command": command, "git_commit": git_commit, "created_unix": time.time(),
         "run": {"dir": str(run_dir), "task": spec.name, "recipe": manifest.get("recipe"),
                 "git_commit": manifest.get("git_commit"), "model": desc},
-        "settings": settings, "machine": measure.cpu_info(),
+        "settings": settings, "machine": machine,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "packages": reporting.package_versions(), "plots": pngs})
     return out
