@@ -26,6 +26,7 @@ older code (results/README.md).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -228,12 +229,14 @@ def blocked_here(cells: list[Cell]) -> dict[pathlib.Path, str]:
 
 
 def status(cells: list[Cell], measured: list[Cell] | None = None,
-           paced: list[Cell] | None = None) -> str:
+           paced: list[Cell] | None = None,
+           blocked: dict[pathlib.Path, str] | None = None) -> str:
     """Per-row done / left and the totals. ``measured``: the cells the estimate goes by;
     ``paced``: the cells whose latest runs say how fast the machine goes now (default
     ``measured``; the driver passes every task's, as one task's last runs may be old).
-    Cells blocked on this CPU (``blocked_here``) are counted as left but not estimated."""
-    blocked = blocked_here(cells)
+    Cells blocked on this CPU (``blocked``, default ``blocked_here(cells)``) are counted as
+    left but not estimated."""
+    blocked = blocked_here(cells) if blocked is None else blocked
     lines = [f"{'task':<6} {'row':<13} done  left  (interrupted)"
              + ("  [blocked here]" if blocked else "")]
     keys = list(dict.fromkeys((c.task, c.row.name) for c in cells))
@@ -248,7 +251,7 @@ def status(cells: list[Cell], measured: list[Cell] | None = None,
     done = sum(c.done for c in cells)
     pace = recent_pace(paced or measured or cells)
     runnable = [c for c in cells if c.workdir not in blocked]
-    seconds, unknown = estimate_seconds(runnable, measured or cells,
+    seconds, unknown = estimate_seconds(runnable, measured,
                                         {f: p for f, (p, _) in pace.items()})
     hours = sum(s for c in cells if c.done and (s := _train_seconds(c)) is not None) / 3600
     lines.append(f"total: {done} done, {len(cells) - done} left"
@@ -258,13 +261,12 @@ def status(cells: list[Cell], measured: list[Cell] | None = None,
                  + (" for the others" if blocked else "")
                  + (f" + {unknown} cells with no measurement of their row family yet"
                     if unknown else ""))
-    for cpu in dict.fromkeys(blocked.values()):
-        n = sum(v == cpu for v in blocked.values())
+    for cpu, n in collections.Counter(blocked.values()).items():
         lines.append(f"  blocked here: {n} student cell{'s' * (n > 1)} of teachers made on "
                      f"{cpu}; only that kind of CPU can re-make their checkpoints")
     changed = {f: (p, n) for f, (p, n) in pace.items() if abs(p - 1.0) > 0.1}
     if changed:  # the machine (or its load) changed: say what the estimate was scaled by
-        pooled = estimate_seconds(runnable, measured or cells)[0]
+        pooled = estimate_seconds(runnable, measured)[0]
         lines.append("  at the pace of the last finished runs against earlier runs of their "
                      "rows: " + ", ".join(f"{f} {p:.2f}x ({n} run{'s' * (n > 1)})"
                                           for f, (p, n) in changed.items())
@@ -466,7 +468,7 @@ def main(argv: list[str]) -> int:
                 print(f"blocked here (teacher made on {blocked[c.workdir]}): {c.shown()}")
             elif not c.done:
                 print(("resume: " if c.started else "") + c.shown())
-        text = status(cells)
+        text = status(cells, blocked=blocked)
         print(text[text.index("\ntotal:") + 1:])  # the totals, without the per-row lines
         return 0
     dirty = uncommitted(repo_root(), pathlib.Path(args.runs_dir))
