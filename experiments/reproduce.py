@@ -326,9 +326,11 @@ def restore_teacher(workdir: pathlib.Path) -> tuple[bool, list[str]]:
     In a new checkout a teacher cell is done (its evidence files are committed) but its
     students cannot learn from it: the checkpoint, the tokenizer and the other local files are
     gone. The cell is re-run from its manifest into a scratch directory with
-    ``experiments.verify``; only if the re-run is identical (final metrics and every
-    prediction) are the files the cell lacks moved in, so a student learns from exactly the
-    teacher whose numbers are committed. Returns (restored, verify's report).
+    ``experiments.verify``; only if the re-run is identical (final metrics, logged records and
+    every prediction) are the files the cell lacks moved in, so a student learns from exactly
+    the teacher whose numbers are committed. The re-run stops at its first logged record that
+    differs (``fail_fast``): a teacher made on another kind of CPU, whose manifest is too old to
+    say so, costs minutes instead of its whole run. Returns (restored, verify's report).
 
     A teacher whose manifest names another CPU type is not re-run: XLA:CPU compiles other
     kernels there, the re-run would differ in the last digits, and the hours would be lost.
@@ -345,7 +347,7 @@ def restore_teacher(workdir: pathlib.Path) -> tuple[bool, list[str]]:
     scratch = workdir.parent / f".restore_{workdir.name}"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        code, lines = verify.verify(workdir, scratch)
+        code, lines = verify.verify(workdir, scratch, fail_fast=True)
         if code == 0:
             for item in scratch.iterdir():
                 if not (workdir / item.name).exists():

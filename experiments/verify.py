@@ -1,17 +1,22 @@
 """Re-run one cell from its manifest into a scratch directory and print what differs.
 
     python -m experiments.verify results/runs/mrpc/tkd/seed0 [--scratch DIR] [--keep]
+        [--fail_fast]
 
 The command is the manifest's "argv" (the `experiments.glue` arguments, paths as given, so run
 this from the directory the driver ran in: the repository root) with `--workdir` pointed at the
 scratch directory; a trivial baseline is recomputed from the dev labels. final_metrics.json is
-compared key by key, timing keys excluded, and predictions.json example by example. Exit 0 when
-everything is identical, 1 otherwise (a failed re-run included); a run directory without a
-readable manifest is a user error (exit 2). Bitwise equality is expected on the same CPU type,
-core count and package versions; the manifest's git commit is printed beside the current one,
-and a note when the recorded CPU or core count differs from this one. When the re-run is not
-identical but every prediction is, the report ends with the largest relative difference in the
-final metrics, which tells float drift from a different result.
+compared key by key, timing keys excluded, predictions.json example by example, and
+metrics.jsonl record by record (the first record that differs is named). Exit 0 when everything
+is identical, 1 otherwise (a failed re-run included); a run directory without a readable
+manifest is a user error (exit 2). `--fail_fast` watches the re-run's metrics.jsonl and stops
+it at the first logged record that differs from the recorded one: a training curve that has
+left the recorded one does not come back to bit-identity, so on the wrong machine the answer
+comes after the first logged step instead of after the whole run. Bitwise equality is expected
+on the same CPU type, core count and package versions; the manifest's git commit is printed
+beside the current one, and a note when the recorded CPU or core count differs from this one.
+When the re-run is not identical but every prediction is, the report ends with the largest
+relative difference in the final metrics, which tells float drift from a different result.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import tempfile
 from experiments import cli
 from tkd_jax.errors import CheckpointError
 
-TIMING_KEYS = ("train_seconds", "train_examples_per_second", "compile")
+TIMING_KEYS = ("train_seconds", "train_examples_per_second", "compile",
+               "examples_per_second")  # the last: metrics.jsonl's train records
+RECORDS = "metrics.jsonl"
 
 
 def rerun_argv(manifest: dict, workdir: str) -> list[str]:
@@ -89,6 +96,71 @@ def largest_drift(recorded, rerun, path: str = "") -> tuple[float, str] | None:
     return max(found) if found else None
 
 
+def read_records(path: pathlib.Path) -> list[dict]:
+    """metrics.jsonl's complete records (a run still writing may have half a last line)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+
+
+def first_divergence(recorded: list[dict], rerun: list[dict], *,
+                     finished: bool = False) -> str | None:
+    """The first re-run record, in the order written, that differs from the recorded record of
+    the same kind and step (timing keys excluded), as one line; None when none does. With
+    `finished` (the re-run has ended) a recorded record the re-run did not write differs too.
+
+    The re-run starts afresh; the recorded run may have been stopped and resumed. Stopped by
+    SIGTERM it logged the steps since its last record at the stop (a step off the logging
+    schedule), and, resumed, its next train record averages only the steps after the stop, so
+    that one record is not compared. (Killed, it resumed from its last checkpoint, a logging
+    step, and rewrote every later record: comparable.) Eval records always are.
+    """
+    at = {(r.get("kind"), r.get("step")): r for r in recorded}
+    written = {r.get("step") for r in rerun}
+    off_schedule = sorted({r.get("step") for r in recorded} - written)
+    previous = 0
+    for rec in rerun:
+        step, kind = rec.get("step"), rec.get("kind")
+        old = at.get((kind, step))
+        if old is None:
+            return f"step {step}: {kind} record only in the re-run"
+        resumed = kind == "train" and any(previous < s < step for s in off_schedule)
+        if not resumed and (diffs := differences(old, rec)):
+            return f"step {step}, {kind} record: {diffs[0]}"
+        previous = step
+    if finished:  # a missing train record inside the re-run's steps is a stop's extra record
+        keys = {(r.get("kind"), r.get("step")) for r in rerun}
+        for kind, step in at:
+            if (kind, step) not in keys and (kind != "train" or step > previous):
+                return f"step {step}: {kind} record only in the recorded run"
+    return None
+
+
+def run_watched(command: list[str], recorded: list[dict], records: pathlib.Path,
+                poll: float = 2.0) -> tuple[int | None, str | None]:
+    """Run `command`, reading the `records` file it writes every `poll` seconds, and kill it at
+    the first record that differs from `recorded`. Returns (exit code or None when killed,
+    the divergence or None). Killed, not stopped with SIGTERM: a stopped run would save a
+    checkpoint that nobody reads (the re-run's directory is scratch)."""
+    proc = subprocess.Popen(command)
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=poll)
+            except subprocess.TimeoutExpired:
+                code = None
+            if (found := first_divergence(recorded, read_records(records))) is not None:
+                return code, found
+            if code is not None:
+                return code, None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _read(path: pathlib.Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -141,8 +213,9 @@ def machine_notes(manifest: dict) -> list[str]:
     return notes
 
 
-def verify(run_dir, scratch) -> tuple[int, list[str]]:
-    """(exit code, report lines) for one run directory re-run into `scratch`."""
+def verify(run_dir, scratch, *, fail_fast: bool = False) -> tuple[int, list[str]]:
+    """(exit code, report lines) for one run directory re-run into `scratch`; with `fail_fast`
+    the re-run is stopped at its first logged record that differs from the recorded run's."""
     run_dir, scratch = pathlib.Path(run_dir), pathlib.Path(scratch)
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -159,7 +232,15 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
     else:
         argv = rerun_argv(manifest, str(scratch))
         lines.append("re-run: " + " ".join(["python", "-m", "experiments.glue", *argv]))
-        code = subprocess.run([sys.executable, "-m", "experiments.glue", *argv]).returncode
+        command = [sys.executable, "-m", "experiments.glue", *argv]
+        if fail_fast:
+            code, diverged = run_watched(command, read_records(run_dir / RECORDS),
+                                         scratch / RECORDS)
+            if diverged is not None and code is None:
+                return 1, [*lines, f"{RECORDS}: {diverged}",
+                           "stopped the re-run there (--fail_fast)"]
+        else:
+            code = subprocess.run(command).returncode
         if code != 0:
             return 1, [*lines, f"the re-run failed with exit code {code}"]
     diffs, found = [], {}
@@ -172,6 +253,10 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
             continue
         found[name] = (differences(recorded, rerun), recorded, rerun)
         diffs += [f"{name}: {d}" for d in found[name][0]]
+    if (run_dir / RECORDS).exists():
+        recorded, rerun = read_records(run_dir / RECORDS), read_records(scratch / RECORDS)
+        if (diverged := first_divergence(recorded, rerun, finished=True)) is not None:
+            diffs.append(f"{RECORDS}: {diverged}")
     if diffs:
         lines += [f"{len(diffs)} difference(s):", *diffs]
         preds, metrics = found.get("predictions.json"), found.get("final_metrics.json")
@@ -181,7 +266,8 @@ def verify(run_dir, scratch) -> tuple[int, list[str]]:
                 lines.append(f"every prediction is identical; the final metrics differ by at "
                              f"most {drift[0]:.1e} relative ({drift[1]})")
         return 1, lines
-    return 0, [*lines, "identical (final metrics without timing keys, and every prediction)"]
+    return 0, [*lines, "identical (final metrics and logged records without timing keys, and "
+                       "every prediction)"]
 
 
 def main(argv: list[str]) -> int:
@@ -189,6 +275,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("run_dir", help="a finished run directory (results/runs/TASK/ROW/seedS)")
     p.add_argument("--scratch", help="where to re-run (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--fail_fast", action="store_true",
+                   help="stop the re-run at its first logged record that differs")
     args = p.parse_args(argv)
     base = pathlib.Path(args.scratch or tempfile.mkdtemp(prefix="tkd_verify_"))
     scratch = base / "run"
@@ -196,7 +284,7 @@ def main(argv: list[str]) -> int:
         raise CheckpointError(f"--scratch {base}: already holds a run/ directory; a re-run "
                               "there would resume instead of starting afresh")
     try:
-        code, lines = verify(args.run_dir, scratch)
+        code, lines = verify(args.run_dir, scratch, fail_fast=args.fail_fast)
     finally:
         if not args.keep:
             shutil.rmtree(scratch if args.scratch else base, ignore_errors=True)

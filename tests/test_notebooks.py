@@ -112,8 +112,9 @@ def test_notebook_executes_top_to_bottom(path, glue_dir, tiny_teacher, tmp_path,
         text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                        for o in c.outputs)
         assert "reproduction cells" in text
-        assert "identical (final metrics without timing keys, and every prediction)" in text, \
-            text[-3000:]
+        expected = ("identical (final metrics and logged records without timing keys, and every "
+                    "prediction)")
+        assert expected in text, text[-3000:]
 
 
 def _check_compression(workdir):

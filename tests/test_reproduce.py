@@ -226,8 +226,9 @@ def test_a_finished_teacher_without_checkpoint_is_restored_only_if_identical(tmp
     committed = (by["teacher", 0].workdir / "final_metrics.json").read_text()
     verified = []
 
-    def fake_verify(run_dir, scratch):  # the re-run leaves a whole run in scratch
+    def fake_verify(run_dir, scratch, fail_fast):  # the re-run leaves a whole run in scratch
         verified.append(pathlib.Path(run_dir))
+        assert fail_fast  # a teacher that cannot be identical stops at its first record
         (scratch / "checkpoints" / "9").mkdir(parents=True)
         (scratch / "tokenizer.json").write_text("{}")
         (scratch / "final_metrics.json").write_text('{"rerun": true}')
@@ -263,7 +264,7 @@ def test_a_teacher_made_on_another_cpu_is_not_re_run(tmp_path, monkeypatch):
         "can only be made on that kind of CPU"]
     devices.update(cpu=hardware.cpu_model(), cpu_flags=hardware.isa_flags())  # this CPU: re-run
     (cell.workdir / "manifest.json").write_text(json.dumps({"devices": devices}))
-    monkeypatch.setattr(verify, "verify", lambda run_dir, scratch: (1, ["1 difference(s):"]))
+    monkeypatch.setattr(verify, "verify", lambda run_dir, scratch, **kw: (1, ["1 difference(s):"]))
     assert reproduce.restore_teacher(cell.workdir) == (False, ["1 difference(s):"])
 
 
@@ -504,10 +505,11 @@ def test_driver_runs_resumes_and_verify_reproduces_a_tiny_cell(glue_dir, tmp_pat
     again = run_cli(args, module="experiments.reproduce", env=env)
     assert again.returncode == 0 and "start:" not in again.stdout
     assert "total: 2 done, 0 left" in again.stdout
-    proc = run_cli([cell], module="experiments.verify", env=env)
+    proc = run_cli([cell, "--fail_fast"], module="experiments.verify", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert proc.stdout.strip().endswith(
-        "identical (final metrics without timing keys, and every prediction)")
+        "identical (final metrics and logged records without timing keys, and every "
+        "prediction)")
 
 
 def test_provenance_checks_catch_off_plan_runs_and_wrong_teachers(tmp_path):

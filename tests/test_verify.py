@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+import time
 
 import pytest
 
@@ -39,6 +41,63 @@ def test_largest_drift_is_the_largest_relative_difference_between_numbers():
     assert verify.largest_drift(recorded, {**recorded, "train_seconds": 1.0}) is None
 
 
+def _train(step, loss, speed=40.0):
+    return {"kind": "train", "step": step, "loss": loss, "examples_per_second": speed}
+
+
+def _eval(step, f1):
+    return {"kind": "eval", "step": step, "dev/f1": f1, "main": f1}
+
+
+def test_first_divergence_names_the_first_differing_record():
+    # the loop's order: at an eval step the train record first, then the evaluation
+    recorded = [_train(50, 0.7), _train(100, 0.6), _train(115, 0.5), _eval(115, 0.8)]
+    rerun = [_train(50, 0.7, speed=9.0), _train(100, 0.6), _train(115, 0.5), _eval(115, 0.8)]
+    assert verify.first_divergence(recorded, rerun, finished=True) is None  # speed is timing
+    assert verify.first_divergence(recorded, rerun[:1]) is None  # still running, so far equal
+    assert verify.first_divergence(recorded, [_train(50, 0.7000001)]) == (
+        "step 50, train record: loss: 0.7 recorded, 0.7000001 re-run")
+    assert verify.first_divergence(recorded, [*rerun[:3], _eval(115, 0.79)]) == (
+        "step 115, eval record: dev/f1: 0.8 recorded, 0.79 re-run")
+    assert verify.first_divergence(recorded, [_train(60, 0.7)]) == (
+        "step 60: train record only in the re-run")
+    assert verify.first_divergence(recorded, rerun[:3], finished=True) == (
+        "step 115: eval record only in the recorded run")
+    assert verify.first_divergence(recorded, rerun[:3]) is None  # not finished: may come
+
+
+def test_first_divergence_skips_the_one_train_record_after_a_resume():
+    """A run stopped by SIGTERM at step 73 logged steps 51-73 there; resumed, its step-100
+    record averages steps 74-100 only, unlike a fresh re-run's 51-100. Later ones compare."""
+    recorded = [_train(50, 0.7), _train(73, 0.65), _train(100, 0.61), _train(150, 0.5)]
+    fresh = [_train(50, 0.7), _train(100, 0.6), _train(150, 0.5)]
+    assert verify.first_divergence(recorded, fresh, finished=True) is None
+    assert verify.first_divergence(recorded, [*fresh[:2], _train(150, 0.49)]) == (
+        "step 150, train record: loss: 0.5 recorded, 0.49 re-run")
+    assert verify.first_divergence(recorded[:3], fresh, finished=True) == (
+        "step 150: train record only in the re-run")
+    assert verify.first_divergence([*recorded, _eval(150, 0.8)], fresh, finished=True) == (
+        "step 150: eval record only in the recorded run")
+    assert verify.first_divergence(recorded, fresh[:2], finished=True) == (
+        "step 150: train record only in the recorded run")
+
+
+def test_run_watched_kills_the_re_run_at_its_first_differing_record(tmp_path):
+    """The re-run logs a record that differs, then would train for ten minutes more."""
+    records = tmp_path / "metrics.jsonl"
+    writes = (f"import json, time; open({str(records)!r}, 'w').write("
+              f"json.dumps({_train(50, 0.71)!r}) + '\\n'); time.sleep(600)")
+    start = time.monotonic()
+    code, found = verify.run_watched([sys.executable, "-c", writes], [_train(50, 0.7)],
+                                     records, poll=0.2)
+    assert time.monotonic() - start < 60
+    assert code is None and found == "step 50, train record: loss: 0.7 recorded, 0.71 re-run"
+    same = (f"import json; open({str(records)!r}, 'w').write("
+            f"json.dumps({_train(50, 0.7)!r}) + '\\n')")
+    assert verify.run_watched([sys.executable, "-c", same], [_train(50, 0.7)], records,
+                              poll=0.2) == (0, None)
+
+
 def test_rerun_argv_replaces_the_workdir():
     argv = ["--task", "rte", "--workdir", "results/runs/rte/tkd/seed0", "--seed", "0"]
     assert verify.rerun_argv({"argv": argv}, "/s") == [
@@ -68,12 +127,19 @@ def test_trivial_cell_verifies_and_a_changed_prediction_is_caught(glue_dir, tmp_
                          "3.0e-06 relative (metrics.f1)")
     metrics_file.write_text(json.dumps(final))
     preds = json.loads((run / "predictions.json").read_text())
+    final_preds = json.loads(json.dumps(preds))
     preds["dev"]["prediction"][5] = 0
     (run / "predictions.json").write_text(json.dumps(preds))
     code, lines = verify.verify(run, tmp_path / "scratch2")
     assert code == 1
     assert "predictions.json: dev.prediction: 1 of 408 entries differ (first at 5: 0 vs 1)" in (
         lines)
+    # the logged records are compared too (a trivial baseline's re-run writes none)
+    (run / "predictions.json").write_text(json.dumps(final_preds))
+    (run / "metrics.jsonl").write_text(json.dumps(_train(50, 0.7)) + "\n")
+    code, lines = verify.verify(run, tmp_path / "scratch3")
+    assert code == 1
+    assert lines[-1] == "metrics.jsonl: step 50: train record only in the recorded run"
 
 
 def test_machine_notes_only_when_the_recorded_cpu_or_core_count_differs(monkeypatch):
