@@ -187,6 +187,12 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(glue_dir, tmp_path):
     _ok(run_cli(args))
     final = final_metrics(wd)
     assert final["steps"] == 400
+    # A fresh run logs the same records (but the one train record re-averaged after the stop,
+    # which experiments.verify skips) and ends identical.
+    from experiments import verify
+
+    code, lines = verify.verify(wd, tmp_path / "fresh", fail_fast=True)
+    assert code == 0, (f"stopped at step {steps[0]}", lines)
 
 
 def test_resume_with_a_changed_config_is_refused(rte_run):
