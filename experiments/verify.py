@@ -128,7 +128,9 @@ def first_divergence(recorded: list[dict], rerun: list[dict], *,
             return f"step {step}: {kind} record only in the re-run"
         resumed = kind == "train" and any(previous < s < step for s in off_schedule)
         if not resumed and (diffs := differences(old, rec)):
-            return f"step {step}, {kind} record: {diffs[0]}"
+            drift = largest_drift(old, rec)  # float drift (another CPU) or another run?
+            size = f" (at most {drift[0]:.1e} relative, {drift[1]})" if drift else ""
+            return f"step {step}, {kind} record: {diffs[0]}{size}"
         previous = step
     if finished:  # a missing train record inside the re-run's steps is a stop's extra record
         keys = {(r.get("kind"), r.get("step")) for r in rerun}

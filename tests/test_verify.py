@@ -56,9 +56,11 @@ def test_first_divergence_names_the_first_differing_record():
     assert verify.first_divergence(recorded, rerun, finished=True) is None  # speed is timing
     assert verify.first_divergence(recorded, rerun[:1]) is None  # still running, so far equal
     assert verify.first_divergence(recorded, [_train(50, 0.7000001)]) == (
-        "step 50, train record: loss: 0.7 recorded, 0.7000001 re-run")
+        "step 50, train record: loss: 0.7 recorded, 0.7000001 re-run (at most 1.4e-07 relative, "
+        "loss)")
     assert verify.first_divergence(recorded, [*rerun[:3], _eval(115, 0.79)]) == (
-        "step 115, eval record: dev/f1: 0.8 recorded, 0.79 re-run")
+        "step 115, eval record: dev/f1: 0.8 recorded, 0.79 re-run (at most 1.3e-02 relative, "
+        "main)")
     assert verify.first_divergence(recorded, [_train(60, 0.7)]) == (
         "step 60: train record only in the re-run")
     assert verify.first_divergence(recorded, rerun[:3], finished=True) == (
@@ -73,7 +75,8 @@ def test_first_divergence_skips_the_one_train_record_after_a_resume():
     fresh = [_train(50, 0.7), _train(100, 0.6), _train(150, 0.5)]
     assert verify.first_divergence(recorded, fresh, finished=True) is None
     assert verify.first_divergence(recorded, [*fresh[:2], _train(150, 0.49)]) == (
-        "step 150, train record: loss: 0.5 recorded, 0.49 re-run")
+        "step 150, train record: loss: 0.5 recorded, 0.49 re-run (at most 2.0e-02 relative, "
+        "loss)")
     assert verify.first_divergence(recorded[:3], fresh, finished=True) == (
         "step 150: train record only in the re-run")
     assert verify.first_divergence([*recorded, _eval(150, 0.8)], fresh, finished=True) == (
@@ -91,7 +94,8 @@ def test_run_watched_kills_the_re_run_at_its_first_differing_record(tmp_path):
     code, found = verify.run_watched([sys.executable, "-c", writes], [_train(50, 0.7)],
                                      records, poll=0.2)
     assert time.monotonic() - start < 60
-    assert code is None and found == "step 50, train record: loss: 0.7 recorded, 0.71 re-run"
+    assert code is None and found == ("step 50, train record: loss: 0.7 recorded, 0.71 re-run "
+                                        "(at most 1.4e-02 relative, loss)")
     same = (f"import json; open({str(records)!r}, 'w').write("
             f"json.dumps({_train(50, 0.7)!r}) + '\\n')")
     assert verify.run_watched([sys.executable, "-c", same], [_train(50, 0.7)], records,
