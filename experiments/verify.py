@@ -96,13 +96,22 @@ def largest_drift(recorded, rerun, path: str = "") -> tuple[float, str] | None:
     return max(found) if found else None
 
 
-def read_records(path: pathlib.Path) -> list[dict]:
-    """metrics.jsonl's complete records (a run still writing may have half a last line)."""
+def read_records(path: pathlib.Path, *, writing: bool = False) -> list[dict]:
+    """metrics.jsonl's records; of a run still `writing`, only the lines it has ended (it may
+    be half-way through the last)."""
     try:
-        text = path.read_text()
+        lines = path.read_text().split("\n")
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+    records = []
+    for number, line in enumerate(lines[:-1] if writing else lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise CheckpointError(f"{path}: line {number} is not a JSON record") from None
+    return records
 
 
 def first_divergence(recorded: list[dict], rerun: list[dict], *,
@@ -153,7 +162,8 @@ def run_watched(command: list[str], recorded: list[dict], records: pathlib.Path,
                 code = proc.wait(timeout=poll)
             except subprocess.TimeoutExpired:
                 code = None
-            if (found := first_divergence(recorded, read_records(records))) is not None:
+            found = first_divergence(recorded, read_records(records, writing=code is None))
+            if found is not None:
                 return code, found
             if code is not None:
                 return code, None

@@ -85,6 +85,15 @@ def test_first_divergence_skips_the_one_train_record_after_a_resume():
         "step 150: train record only in the recorded run")
 
 
+def test_read_records_of_a_run_still_writing_and_a_broken_file(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps(_train(50, 0.7)) + "\n" + '{"kind": "tr')
+    assert verify.read_records(path, writing=True) == [_train(50, 0.7)]
+    with pytest.raises(verify.CheckpointError, match="metrics.jsonl: line 2 is not a JSON"):
+        verify.read_records(path)  # a finished run's file must be whole
+    assert verify.read_records(tmp_path / "none.jsonl") == []
+
+
 def test_run_watched_kills_the_re_run_at_its_first_differing_record(tmp_path):
     """The re-run logs a record that differs, then would train for ten minutes more."""
     records = tmp_path / "metrics.jsonl"
