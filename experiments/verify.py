@@ -97,8 +97,9 @@ def largest_drift(recorded, rerun, path: str = "") -> tuple[float, str] | None:
 
 
 def read_records(path: pathlib.Path, *, writing: bool = False) -> list[dict]:
-    """metrics.jsonl's records; of a run still `writing`, only the lines it has ended (it may
-    be half-way through the last)."""
+    """metrics.jsonl's records in the order written; of a run still `writing`, only the lines
+    it has ended (it may be half-way through the last). Not ``tkd_jax.viz.read_metrics``: that
+    one sorts by kind and step, and wants a finished file."""
     try:
         lines = path.read_text().split("\n")
     except FileNotFoundError:
@@ -234,6 +235,7 @@ def verify(run_dir, scratch, *, fail_fast: bool = False) -> tuple[int, list[str]
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{run_dir / 'manifest.json'}: cannot read the run's manifest "
                               f"({type(e).__name__})") from None
+    recorded_records = read_records(run_dir / RECORDS)  # read once: watched and compared
     lines = [f"recorded at commit {manifest.get('git_commit')}; now at {_head()}"]
     lines += machine_notes(manifest)
     if manifest.get("computed_by") == "experiments.tables.trivial":
@@ -246,8 +248,7 @@ def verify(run_dir, scratch, *, fail_fast: bool = False) -> tuple[int, list[str]
         lines.append("re-run: " + " ".join(["python", "-m", "experiments.glue", *argv]))
         command = [sys.executable, "-m", "experiments.glue", *argv]
         if fail_fast:
-            code, diverged = run_watched(command, read_records(run_dir / RECORDS),
-                                         scratch / RECORDS)
+            code, diverged = run_watched(command, recorded_records, scratch / RECORDS)
             if diverged is not None and code is None:
                 return 1, [*lines, f"{RECORDS}: {diverged}",
                            "stopped the re-run there (--fail_fast)"]
@@ -266,8 +267,9 @@ def verify(run_dir, scratch, *, fail_fast: bool = False) -> tuple[int, list[str]
         found[name] = (differences(recorded, rerun), recorded, rerun)
         diffs += [f"{name}: {d}" for d in found[name][0]]
     if (run_dir / RECORDS).exists():
-        recorded, rerun = read_records(run_dir / RECORDS), read_records(scratch / RECORDS)
-        if (diverged := first_divergence(recorded, rerun, finished=True)) is not None:
+        diverged = first_divergence(recorded_records, read_records(scratch / RECORDS),
+                                    finished=True)
+        if diverged is not None:
             diffs.append(f"{RECORDS}: {diverged}")
     if diffs:
         lines += [f"{len(diffs)} difference(s):", *diffs]
