@@ -573,6 +573,33 @@ def test_missing_cells_group_the_rows_that_miss_the_same_seeds():
         f"**Complete**: all {len(full) * 4 - 2 * 3} planned cells (4 seeds) have finished.")
 
 
+def test_runs_beyond_the_planned_seeds_stand_in_for_missing_ones():
+    """Seed 4's teacher could not be re-made here: its dependent rows ran at seed 5 with a
+    seed-5 teacher, which fills their fifth place; seed 5 of a complete row is extra."""
+    def runs(*seeds):
+        return [types.SimpleNamespace(seed=s) for s in seeds]
+
+    cells = {("mrpc", r.name): runs(*range(5 if r.seeded else 1)) for r in rows_lib.ROWS
+             if r.applies_to("mrpc")}
+    for name in ("teacher", "tkd"):
+        cells[("mrpc", name)] = runs(0, 1, 2, 3, 4, 5)
+    for name in ("tkd_scratch", "kd"):
+        cells[("mrpc", name)] = runs(0, 1, 2, 3, 5)
+    cells[("mrpc", "tkd_ft")] = runs(0, 1, 5)  # two short even with seed 5 in place of one
+    done, planned = reproduction.cell_counts(cells, ["mrpc"], 5)
+    assert planned - done == 2  # tkd_ft lost three planned seeds and has one stand-in
+    assert reproduction.missing_cells(cells, ["mrpc"], 5) == [
+        "mrpc: seeds 2, 3, 4 of tkd_ft (seed 5 in place of 1 of them)"]
+    assert reproduction.stand_ins(cells, ["mrpc"], 5) == [
+        "mrpc: seed 5 beside the planned seeds of teacher, tkd",
+        "mrpc: seed 5 in place of seed 4 of tkd_scratch, kd",
+        "mrpc: seed 5 in place of seeds 2, 3, 4 of tkd_ft"]
+    assert reproduction._completeness(cells, ["mrpc"], 5).startswith(
+        f"**Partial**: {planned - 2} of {planned} planned cells (1 task, 5 seeds) have "
+        "finished (a run at a seed beyond the plan counts in place of")
+    assert reproduction.stand_ins({("mrpc", "tkd"): runs(0, 1)}, ["mrpc"], 5) == []
+
+
 def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
     # Seed 1 ran on a slower machine: its times must not enter seed 0's cost line.
     for row, params, secs, seed in (("teacher", 22713986, 300.0, 0), ("tkd", 17390594, 100.0, 0),

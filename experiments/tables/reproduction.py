@@ -79,34 +79,74 @@ def _planned_seeds(row, seeds: int) -> range:
     return range(seeds if row.seeded else 1)
 
 
+def _seed_use(runs, row, seeds: int) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(planned seeds without a run, seeds run beyond the plan, cells still short).
+
+    A run at a seed beyond the plan stands in for a planned seed that could not be made (its
+    teacher cannot be re-made on the machine at hand), so a cell counts as complete once it
+    has as many seeds as planned, whichever they are.
+    """
+    planned = _planned_seeds(row, seeds)
+    have = {x.seed for x in runs}
+    lost = tuple(s for s in planned if s not in have)
+    extra = tuple(sorted(s for s in have if s not in planned))
+    return lost, extra, max(0, len(lost) - len(extra))
+
+
 def cell_counts(cells, tasks, seeds: int) -> tuple[int, int]:
-    """(finished, planned) cells of the tables: every applicable row x its seeds per task."""
+    """(finished, planned) cells of the tables: every applicable row x its seeds per task; a
+    run beyond the planned seeds fills the place of a planned one that is missing."""
     done = planned = 0
     for task in tasks:
         for r in rows_lib.ROWS:
             if r.applies_to(task):
-                want = set(_planned_seeds(r, seeds))
-                planned += len(want)
-                done += len(want & {x.seed for x in cells.get((task, r.name), [])})
+                n = len(_planned_seeds(r, seeds))
+                planned += n
+                done += n - _seed_use(cells.get((task, r.name), []), r, seeds)[2]
     return done, planned
+
+
+def _grouped(task: str, by_key: dict[tuple, list[str]], text) -> list[str]:
+    """One line per key: ``text(*key)`` gives what goes before and after the row names."""
+    return [f"{task}: {before} of {', '.join(names)}{after}"
+            for key, names in by_key.items() for before, after in [text(*key)]]
+
+
+def _seeds(seeds: tuple[int, ...]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def missing_cells(cells, tasks, seeds: int) -> list[str]:
     """Planned cells without a finished run: per task, the rows missing the same seeds on one
-    line (a task's main rows usually stop at the same seed), in the tables' row order."""
+    line (a task's main rows usually stop at the same seed), in the tables' row order. Rows
+    whose missing seeds runs at other seeds make up for are left out (``stand_ins``)."""
     out = []
     for task in tasks:
-        rows_by_lost: dict[tuple[int, ...], list[str]] = {}
+        by_lost: dict[tuple, list[str]] = {}
         for r in rows_lib.ROWS:
-            if not r.applies_to(task):
-                continue
-            have = {x.seed for x in cells.get((task, r.name), [])}
-            lost = tuple(s for s in _planned_seeds(r, seeds) if s not in have)
-            if lost:
-                rows_by_lost.setdefault(lost, []).append(r.name)
-        for lost, names in rows_by_lost.items():
-            out.append(f"{task}: seed{'s' if len(lost) > 1 else ''} "
-                       f"{', '.join(map(str, lost))} of {', '.join(names)}")
+            if r.applies_to(task):
+                lost, extra, short = _seed_use(cells.get((task, r.name), []), r, seeds)
+                if short:
+                    by_lost.setdefault((lost, extra), []).append(r.name)
+        out += _grouped(task, by_lost, lambda lost, extra: (_seeds(lost), (
+            f" ({_seeds(extra)} in place of {len(extra)} of them)" if extra else "")))
+    return out
+
+
+def stand_ins(cells, tasks, seeds: int) -> list[str]:
+    """Runs at seeds beyond the plan, grouped like ``missing_cells``: in place of which planned
+    seeds (when the row lacks any), or beside a complete row (a teacher and the rows paired
+    with the stand-ins)."""
+    out = []
+    for task in tasks:
+        by_use: dict[tuple, list[str]] = {}
+        for r in rows_lib.ROWS:
+            if r.applies_to(task):
+                lost, extra, _ = _seed_use(cells.get((task, r.name), []), r, seeds)
+                if extra:
+                    by_use.setdefault((extra, lost), []).append(r.name)
+        out += _grouped(task, by_use, lambda extra, lost: (_seeds(extra) + (
+            f" in place of {_seeds(lost)}" if lost else " beside the planned seeds"), ""))
     return out
 
 
@@ -147,12 +187,15 @@ def cost_lines(cells, tasks, latency: list[dict] | None) -> list[str]:
 
 def _completeness(cells, tasks, seeds: int) -> str:
     done, planned = cell_counts(cells, tasks, seeds)
+    counted = (" (a run at a seed beyond the plan counts in place of a planned seed that could "
+               "not be made: Seeds beyond the plan)" if stand_ins(cells, tasks, seeds) else "")
     if done == planned:
-        return f"**Complete**: all {planned} planned cells ({seeds} seeds) have finished."
+        return (f"**Complete**: all {planned} planned cells ({seeds} seeds) have "
+                f"finished{counted}.")
     return (f"**Partial**: {done} of {planned} planned cells ({len(tasks)} "
-            f"task{'s' * (len(tasks) != 1)}, {seeds} seeds) have finished; the others are "
-            "listed under Missing cells. The verdicts are those of the finished cells and can "
-            "change as the others come in.")
+            f"task{'s' * (len(tasks) != 1)}, {seeds} seeds) have finished{counted}; the others "
+            "are listed under Missing cells. The verdicts are those of the finished cells and "
+            "can change as the others come in.")
 
 
 def render(cells, tasks, comps, *, seeds: int, provenance: dict,
@@ -233,6 +276,14 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
               "", "## Missing cells", ""]
     missing = missing_cells(cells, tasks, seeds)
     lines += [f"- {m}" for m in missing] or ["- none"]
+    if extra := stand_ins(cells, tasks, seeds):
+        lines += ["", "## Seeds beyond the plan", "",
+                  "A student learns from its own seed's teacher checkpoint, which is not "
+                  "committed, and a teacher re-made on another kind of CPU is not the committed "
+                  "one (results/README.md). Where a planned seed's teacher ran on a machine no "
+                  "longer at hand, its students run at a new seed with a new teacher instead; "
+                  "every table and test uses every seed a row has, and comparisons pair the "
+                  "seeds both rows have.", ""] + [f"- {m}" for m in extra]
     for key, title in (("no_predictions", "Runs without predictions.json"),
                        ("mismatches", "Predictions that disagree with final metrics"),
                        ("off_plan", "Runs not made by the driver's plan"),
