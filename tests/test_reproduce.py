@@ -598,6 +598,11 @@ def test_runs_beyond_the_planned_seeds_stand_in_for_missing_ones():
         f"**Partial**: {planned - 2} of {planned} planned cells (1 task, 5 seeds) have "
         "finished (a run at a seed beyond the plan counts in place of")
     assert reproduction.stand_ins({("mrpc", "tkd"): runs(0, 1)}, ["mrpc"], 5) == []
+    beside = {("wnli", r.name): runs(*range(5 if r.seeded else 1)) for r in rows_lib.ROWS
+              if r.applies_to("wnli")}
+    beside[("wnli", "teacher")] = runs(*range(6))  # an extra seed fills no hole
+    assert reproduction._completeness(beside, ["wnli"], 5) == (
+        f"**Complete**: all {len(beside) * 5 - 2 * 4} planned cells (5 seeds) have finished.")
 
 
 def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
