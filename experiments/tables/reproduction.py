@@ -106,6 +106,18 @@ def cell_counts(cells, tasks, seeds: int) -> tuple[int, int]:
     return done, planned
 
 
+def _rows_by(cells, task: str, seeds: int, key) -> dict[tuple, list[str]]:
+    """The task's row names, in the tables' order, grouped by ``key(*_seed_use(...))``; rows
+    whose key is None are left out."""
+    out: dict[tuple, list[str]] = {}
+    for r in rows_lib.ROWS:
+        if r.applies_to(task):
+            k = key(*_seed_use(cells.get((task, r.name), []), r, seeds))
+            if k is not None:
+                out.setdefault(k, []).append(r.name)
+    return out
+
+
 def _grouped(task: str, by_key: dict[tuple, list[str]], text) -> list[str]:
     """One line per key: ``text(*key)`` gives what goes before and after the row names."""
     return [f"{task}: {before} of {', '.join(names)}{after}"
@@ -122,12 +134,8 @@ def missing_cells(cells, tasks, seeds: int) -> list[str]:
     whose missing seeds runs at other seeds make up for are left out (``stand_ins``)."""
     out = []
     for task in tasks:
-        by_lost: dict[tuple, list[str]] = {}
-        for r in rows_lib.ROWS:
-            if r.applies_to(task):
-                lost, extra, short = _seed_use(cells.get((task, r.name), []), r, seeds)
-                if short:
-                    by_lost.setdefault((lost, extra), []).append(r.name)
+        by_lost = _rows_by(cells, task, seeds,
+                           lambda lost, extra, short: (lost, extra) if short else None)
         out += _grouped(task, by_lost, lambda lost, extra: (_seeds(lost), (
             f" ({_seeds(extra)} in place of {len(extra)} of them)" if extra else "")))
     return out
@@ -139,12 +147,8 @@ def stand_ins(cells, tasks, seeds: int) -> list[str]:
     with the stand-ins)."""
     out = []
     for task in tasks:
-        by_use: dict[tuple, list[str]] = {}
-        for r in rows_lib.ROWS:
-            if r.applies_to(task):
-                lost, extra, _ = _seed_use(cells.get((task, r.name), []), r, seeds)
-                if extra:
-                    by_use.setdefault((extra, lost), []).append(r.name)
+        by_use = _rows_by(cells, task, seeds,
+                          lambda lost, extra, short: (extra, lost) if extra else None)
         out += _grouped(task, by_use, lambda extra, lost: (_seeds(extra) + (
             f" in place of {_seeds(lost)}" if lost else " beside the planned seeds"), ""))
     return out
