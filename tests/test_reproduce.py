@@ -593,7 +593,7 @@ def test_runs_beyond_the_planned_seeds_stand_in_for_missing_ones():
     assert reproduction.stand_ins(cells, ["mrpc"], 5) == [
         "mrpc: seed 5 beside the planned seeds of teacher, tkd",
         "mrpc: seed 5 in place of seed 4 of tkd_scratch, kd",
-        "mrpc: seed 5 in place of seeds 2, 3, 4 of tkd_ft"]
+        "mrpc: seed 5 in place of 1 of seeds 2, 3, 4 of tkd_ft"]
     assert reproduction._completeness(cells, ["mrpc"], 5).startswith(
         f"**Partial**: {planned - 2} of {planned} planned cells (1 task, 5 seeds) have "
         "finished (a run at a seed beyond the plan counts in place of")

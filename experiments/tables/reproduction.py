@@ -150,7 +150,9 @@ def stand_ins(cells, tasks, seeds: int) -> list[str]:
         by_use = _rows_by(cells, task, seeds,
                           lambda lost, extra, short: (extra, lost) if extra else None)
         out += _grouped(task, by_use, lambda extra, lost: (_seeds(extra) + (
-            f" in place of {_seeds(lost)}" if lost else " beside the planned seeds"), ""))
+            (f" in place of {_seeds(lost)}" if len(lost) <= len(extra) else
+            f" in place of {len(extra)} of {_seeds(lost)}") if lost else
+            " beside the planned seeds"), ""))
     return out
 
 
