@@ -193,8 +193,9 @@ def cost_lines(cells, tasks, latency: list[dict] | None) -> list[str]:
 
 def _completeness(cells, tasks, seeds: int) -> str:
     done, planned = cell_counts(cells, tasks, seeds)
-    fills = any(all(_seed_use(cells.get((task, r.name), []), r, seeds)[:2])
-                for task in tasks for r in rows_lib.ROWS if r.applies_to(task))
+    fills = any(_rows_by(cells, task, seeds,
+                         lambda lost, extra, short: () if lost and extra else None)
+                for task in tasks)
     counted = (" (a run at a seed beyond the plan counts in place of a planned seed that could "
                "not be made: Seeds beyond the plan)" if fills else "")
     if done == planned:
