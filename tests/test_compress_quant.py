@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tkd_jax.compress import int8, runtime, storage
+from tkd_jax.compress import int8, methods, runtime, storage
 from tkd_jax.errors import ConfigError
 from tkd_jax.models.transformer import Transformer, get_config
 
@@ -175,3 +175,58 @@ def test_qat_module_trains_through_int8_and_matches_ptq(tiny):
     assert losses_seen[-1] < losses_seen[0]
     with pytest.raises(ConfigError, match="config.qat='int4'"):
         qat.qat_module(module, "int4")
+
+
+def test_int8_weight_bf16_stores_int8_and_runs_the_bf16_runtime(tiny, tmp_path):
+    # The file is int8_weight's; what runs is the bf16 runtime on its dequantized weights.
+    module, params, inputs = tiny
+    ctx = methods.Context(module=module, params=params, spec=None, encoded_train=None)
+    small, fast = methods.int8_weight(ctx), methods.int8_weight_bf16(ctx)
+    assert (small.runtime, fast.runtime) == ("fp32", "bf16")
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    storage.save(a, module.config, params, encoding=small.encoding)
+    storage.save(b, module.config, params, encoding=fast.encoding)
+    assert storage.stored_bytes(a) == storage.stored_bytes(b)
+    _, loaded, _ = storage.load(b)
+    apply, p = runtime.make_runtime(fast.runtime, module, loaded)
+    got = np.asarray(jax.jit(apply)(p, *inputs))
+    ref_apply, ref_p = runtime.make_runtime("bf16", module,
+                                            int8.dequantize_tree(int8.quantize_tree(params)))
+    np.testing.assert_array_equal(got, np.asarray(jax.jit(ref_apply)(ref_p, *inputs)))
+
+
+def test_structured_bf16_re_encodes_the_recovered_structured_model(tiny):
+    # It must not prune or fine-tune again: it takes structured's cached product as it is.
+    module, params, _ = tiny
+    ctx = methods.Context(module=module, params=params, spec=None, encoded_train=None)
+    done = methods.Product(module.config, params, "fp32", methods.f32_encoding, {"kept": 1})
+    ctx.cache[("structured", True)] = done
+    for name, rt in (("structured_bf16", "bf16"), ("structured_int8_dynamic", "int8_dynamic")):
+        p = methods.METHODS[name](ctx)
+        assert name in methods.ON_STRUCTURED and name in methods.FINETUNED
+        assert (p.config, p.params, p.runtime, p.info) == (module.config, params, rt, {"kept": 1})
+
+
+def test_methods_on_structured_reuse_its_file_only_with_equal_settings(tiny, tmp_path):
+    from tkd_jax.compress import study
+
+    module, params, _ = tiny
+    knobs = dict(percentile=100.0, sparsity=0.5, scope="global", head_fraction=0.5,
+                 ffn_fraction=0.5, finetune=3, learning_rate=0.0)
+    ctx = methods.Context(module=module, params=params, spec=None, encoded_train=None)
+    ctx.cache[("structured", True)] = methods.Product(module.config, params, "fp32",
+                                                      methods.f32_encoding, {"kept": 1})
+    study.produce(ctx, "structured", study.settings_of("structured", **knobs), tmp_path,
+                  log=lambda *_: None)
+    # A fresh context (no data: pruning again would fail) takes structured's model from the file.
+    fresh = methods.Context(module=module, params=params, spec=None, encoded_train=None)
+    rec = study.produce(fresh, "structured_bf16", study.settings_of("structured_bf16", **knobs),
+                        tmp_path, log=lambda *_: None)
+    assert rec["runtime"] == "bf16" and rec["info"] == {"kept": 1} and rec["cost_seconds"] == 0
+    jax.tree.map(np.testing.assert_array_equal, fresh.cache[("structured", True)].params, params)
+    # Other settings (a different recovery length) are another model: not taken from the file.
+    other = methods.Context(module=module, params=params, spec=None, encoded_train=None)
+    study._reuse_structured(other, "structured_bf16",
+                            study.settings_of("structured_bf16", **{**knobs, "finetune": 1}),
+                            tmp_path, log=lambda *_: None)
+    assert other.cache == {}

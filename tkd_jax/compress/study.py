@@ -24,9 +24,9 @@ from tkd_jax.compress import methods as methods_lib
 from tkd_jax.models.transformer import Transformer
 from tkd_jax.train import reporting
 
-DEFAULT_METHODS = ("fp32", "bf16", "int8_weight", "int8_dynamic", "magnitude_oneshot",
-                   "magnitude", "structured_oneshot", "structured", "structured_int8_dynamic",
-                   "qat_int8")
+DEFAULT_METHODS = ("fp32", "bf16", "int8_weight", "int8_weight_bf16", "int8_dynamic",
+                   "magnitude_oneshot", "magnitude", "structured_oneshot", "structured",
+                   "structured_int8_dynamic", "structured_bf16", "qat_int8")
 
 
 def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_fraction,
@@ -61,10 +61,11 @@ def produce(ctx: methods_lib.Context, method: str, settings: dict, workdir: path
             log(f"{method}: reusing {path}")
             return record
     log(f"{method}: producing")
+    _reuse_structured(ctx, method, settings, workdir, log)
     t = time.perf_counter()
     product = methods_lib.METHODS[method](ctx)
     cost = time.perf_counter() - t
-    if method == "structured_int8_dynamic":  # its pruning and fine-tuning are structured's
+    if method in methods_lib.ON_STRUCTURED:  # its pruning and fine-tuning are structured's
         cost = 0.0
     file_bytes = storage.save(path, product.config, product.params, encoding=product.encoding,
                               meta={"method": method, "runtime": product.runtime},
@@ -78,6 +79,26 @@ def produce(ctx: methods_lib.Context, method: str, settings: dict, workdir: path
         record["num_nonzero_params"] = nz
     reporting.write_json(record_path, record)
     return record
+
+
+def _reuse_structured(ctx: methods_lib.Context, method: str, settings: dict,
+                      workdir: pathlib.Path, log: Callable) -> None:
+    """Give a method that re-encodes the recovered structured model (``ON_STRUCTURED``) that
+    model from structured's file when it was written with the same settings, instead of
+    pruning and fine-tuning again (minutes for a teacher). The file stores f32, so the model
+    is the one structured evaluated, bit for bit."""
+    path, record_path = workdir / "structured.safetensors", workdir / "structured.json"
+    key = ("structured", True)
+    if (method not in methods_lib.ON_STRUCTURED or key in ctx.cache or not path.exists()
+            or not record_path.exists()):
+        return
+    record = json.loads(record_path.read_text())
+    if record.get("settings") != {**settings, "method": "structured"}:
+        return
+    cfg, params, _ = storage.load(path)
+    ctx.cache[key] = methods_lib.Product(cfg, params, "fp32", methods_lib.f32_encoding,
+                                         record["info"])
+    log(f"{method}: the recovered structured model from {path}")
 
 
 def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune: int = 2,
