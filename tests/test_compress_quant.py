@@ -200,7 +200,7 @@ def test_structured_bf16_re_encodes_the_recovered_structured_model(tiny):
     module, params, _ = tiny
     ctx = methods.Context(module=module, params=params, spec=None, encoded_train=None)
     done = methods.Product(module.config, params, "fp32", methods.f32_encoding, {"kept": 1})
-    ctx.cache[("structured", True)] = done
+    ctx.cache[methods.RECOVERED_STRUCTURED] = done
     for name, rt in (("structured_bf16", "bf16"), ("structured_int8_dynamic", "int8_dynamic")):
         p = methods.METHODS[name](ctx)
         assert name in methods.ON_STRUCTURED and name in methods.FINETUNED
@@ -214,7 +214,7 @@ def test_methods_on_structured_reuse_its_file_only_with_equal_settings(tiny, tmp
     knobs = dict(percentile=100.0, sparsity=0.5, scope="global", head_fraction=0.5,
                  ffn_fraction=0.5, finetune=3, learning_rate=0.0)
     ctx = methods.Context(module=module, params=params, spec=None, encoded_train=None)
-    ctx.cache[("structured", True)] = methods.Product(module.config, params, "fp32",
+    ctx.cache[methods.RECOVERED_STRUCTURED] = methods.Product(module.config, params, "fp32",
                                                       methods.f32_encoding, {"kept": 1})
     study.produce(ctx, "structured", study.settings_of("structured", **knobs), tmp_path,
                   log=lambda *_: None)
@@ -223,7 +223,8 @@ def test_methods_on_structured_reuse_its_file_only_with_equal_settings(tiny, tmp
     rec = study.produce(fresh, "structured_bf16", study.settings_of("structured_bf16", **knobs),
                         tmp_path, log=lambda *_: None)
     assert rec["runtime"] == "bf16" and rec["info"] == {"kept": 1} and rec["cost_seconds"] == 0
-    jax.tree.map(np.testing.assert_array_equal, fresh.cache[("structured", True)].params, params)
+    taken = fresh.cache[methods.RECOVERED_STRUCTURED].params
+    jax.tree.map(np.testing.assert_array_equal, taken, params)
     # Other settings (a different recovery length) are another model: not taken from the file.
     other = methods.Context(module=module, params=params, spec=None, encoded_train=None)
     study._reuse_structured(other, "structured_bf16",

@@ -141,7 +141,7 @@ def magnitude_finetuned(ctx):
 
 
 def _structured(ctx: Context, finetune: bool) -> Product:
-    key = ("structured", finetune)
+    key = RECOVERED_STRUCTURED if finetune else ("structured", False)
     if key in ctx.cache:
         return ctx.cache[key]
     cfg = ctx.module.config
@@ -213,8 +213,9 @@ METHODS: dict[str, Callable[[Context], Product]] = {
 }
 FINETUNED = ("magnitude", "structured", "structured_int8_dynamic", "structured_bf16", "qat_int8")
 # Methods that only re-encode the recovered structured model: their production cost is
-# structured's, counted there.
+# structured's, counted there. RECOVERED_STRUCTURED is that model's key in ``Context.cache``.
 ON_STRUCTURED = ("structured_int8_dynamic", "structured_bf16")
+RECOVERED_STRUCTURED = ("structured", True)
 
 
 def check_methods(names: list[str]) -> list[str]:

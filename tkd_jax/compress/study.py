@@ -88,7 +88,7 @@ def _reuse_structured(ctx: methods_lib.Context, method: str, settings: dict,
     pruning and fine-tuning again (minutes for a teacher). The file stores f32, so the model
     is the one structured evaluated, bit for bit."""
     path, record_path = workdir / "structured.safetensors", workdir / "structured.json"
-    key = ("structured", True)
+    key = methods_lib.RECOVERED_STRUCTURED
     if (method not in methods_lib.ON_STRUCTURED or key in ctx.cache or not path.exists()
             or not record_path.exists()):
         return
