@@ -626,3 +626,18 @@ def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
     assert reproduction.cost_lines(cells, ["mrpc"], None)[2].endswith("| not measured |")
     wrapped = {"command": "python -m experiments.latency ...", "runs": latency}
     assert reproduction.cost_lines(cells, ["mrpc"], wrapped)[2] == lines[2]
+
+
+def test_a_link_with_the_same_difference_at_every_seed_says_the_t_test_is_undefined():
+    from tkd_jax import stats
+
+    same = stats.paired_t_test([0.90, 0.80], [0.85, 0.75])  # +5 points at both seeds
+    boot = stats.Bootstrap(n_examples=100, n_resamples=10, diff=0.05, ci_low=0.02, ci_high=0.08,
+                           p=0.001)
+    c = analysis.Comparison("sst2", "lstm", "rnn", "b", "accuracy", same, boot,
+                            p_boot_holm=0.01)
+    text = reproduction.link_text(c)
+    assert "diff 5.00 points at each of 2 seeds (no spread: t-test undefined)" in text
+    assert "nan" not in text and c.verdict() == "not supported"  # one test is not both
+    varied = stats.paired_t_test([0.90, 0.81], [0.85, 0.75])
+    assert "t-test p " in reproduction.link_text(dataclasses.replace(c, ttest=varied))

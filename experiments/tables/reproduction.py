@@ -51,6 +51,9 @@ def link_text(c: analysis.Comparison) -> str:
     t, b = c.ttest, c.bootstrap
     boot = (f"bootstrap {pct(b.diff)} [{pct(b.ci_low)}, {pct(b.ci_high)}], "
             f"p {_p(b.p)} (Holm {_p(c.p_boot_holm)})") if b else f"no bootstrap ({c.note})"
+    if t.sd_diff == 0.0:  # the same difference at every seed: no spread, t undefined
+        return (f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points at each "
+                f"of {t.n} seeds (no spread: t-test undefined); {boot}")
     return (f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points "
             f"[{pct(t.ci_low)}, {pct(t.ci_high)}], t-test p {_p(t.p)} (Holm {_p(c.p_t_holm)}), "
             f"d_z {t.dz:.2f} [{t.dz_low:.2f}, {t.dz_high:.2f}]; {boot}")
