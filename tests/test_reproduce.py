@@ -629,8 +629,7 @@ def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):
 
 
 def test_a_link_with_the_same_difference_at_every_seed_says_the_t_test_is_undefined():
-    from tkd_jax import stats
-
+    stats = analysis.stats
     same = stats.paired_t_test([0.90, 0.80], [0.85, 0.75])  # +5 points at both seeds
     boot = stats.Bootstrap(n_examples=100, n_resamples=10, diff=0.05, ci_low=0.02, ci_high=0.08,
                            p=0.001)

@@ -52,11 +52,11 @@ def link_text(c: analysis.Comparison) -> str:
     boot = (f"bootstrap {pct(b.diff)} [{pct(b.ci_low)}, {pct(b.ci_high)}], "
             f"p {_p(b.p)} (Holm {_p(c.p_boot_holm)})") if b else f"no bootstrap ({c.note})"
     if t.sd_diff == 0.0:  # the same difference at every seed: no spread, t undefined
-        return (f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points at each "
-                f"of {t.n} seeds (no spread: t-test undefined); {boot}")
-    return (f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points "
-            f"[{pct(t.ci_low)}, {pct(t.ci_high)}], t-test p {_p(t.p)} (Holm {_p(c.p_t_holm)}), "
-            f"d_z {t.dz:.2f} [{t.dz_low:.2f}, {t.dz_high:.2f}]; {boot}")
+        test = f"at each of {t.n} seeds (no spread: t-test undefined)"
+    else:
+        test = (f"[{pct(t.ci_low)}, {pct(t.ci_high)}], t-test p {_p(t.p)} "
+                f"(Holm {_p(c.p_t_holm)}), d_z {t.dz:.2f} [{t.dz_low:.2f}, {t.dz_high:.2f}]")
+    return f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points {test}; {boot}"
 
 
 def _find(comps, task, a, b, key):
@@ -152,11 +152,17 @@ def stand_ins(cells, tasks, seeds: int) -> list[str]:
     for task in tasks:
         by_use = _rows_by(cells, task, seeds,
                           lambda lost, extra, short: (extra, lost) if extra else None)
-        out += _grouped(task, by_use, lambda extra, lost: (_seeds(extra) + (
-            (f" in place of {_seeds(lost)}" if len(lost) <= len(extra) else
-            f" in place of {len(extra)} of {_seeds(lost)}") if lost else
-            " beside the planned seeds"), ""))
+        out += _grouped(task, by_use, lambda extra, lost: (_seeds(extra) + _use(extra, lost), ""))
     return out
+
+
+def _use(extra, lost) -> str:
+    """What runs at seeds ``extra`` beyond the plan do for a row missing planned seeds ``lost``."""
+    if not lost:
+        return " beside the planned seeds"
+    if len(lost) <= len(extra):
+        return f" in place of {_seeds(lost)}"
+    return f" in place of {len(extra)} of {_seeds(lost)}"
 
 
 LATENCY_COMMAND = ("python -m experiments.latency results/runs/TASK/teacher/seed0 "

@@ -55,11 +55,10 @@ def produce(ctx: methods_lib.Context, method: str, settings: dict, workdir: path
             log: Callable = print) -> dict:
     """Write <workdir>/<method>.safetensors (or reuse it) and return its record."""
     path, record_path = workdir / f"{method}.safetensors", workdir / f"{method}.json"
-    if path.exists() and record_path.exists():
-        record = json.loads(record_path.read_text())
-        if record.get("settings") == settings:
-            log(f"{method}: reusing {path}")
-            return record
+    record = _written_with(workdir, method, settings)
+    if record is not None:
+        log(f"{method}: reusing {path}")
+        return record
     log(f"{method}: producing")
     _reuse_structured(ctx, method, settings, workdir, log)
     t = time.perf_counter()
@@ -81,20 +80,29 @@ def produce(ctx: methods_lib.Context, method: str, settings: dict, workdir: path
     return record
 
 
+def _written_with(workdir: pathlib.Path, method: str, settings: dict) -> dict | None:
+    """The record of ``method``'s file in ``workdir`` if both exist and it was written with
+    ``settings``, else None."""
+    path, record_path = workdir / f"{method}.safetensors", workdir / f"{method}.json"
+    if not (path.exists() and record_path.exists()):
+        return None
+    record = json.loads(record_path.read_text())
+    return record if record.get("settings") == settings else None
+
+
 def _reuse_structured(ctx: methods_lib.Context, method: str, settings: dict,
                       workdir: pathlib.Path, log: Callable) -> None:
     """Give a method that re-encodes the recovered structured model (``ON_STRUCTURED``) that
     model from structured's file when it was written with the same settings, instead of
     pruning and fine-tuning again (minutes for a teacher). The file stores f32, so the model
     is the one structured evaluated, bit for bit."""
-    path, record_path = workdir / "structured.safetensors", workdir / "structured.json"
     key = methods_lib.RECOVERED_STRUCTURED
-    if (method not in methods_lib.ON_STRUCTURED or key in ctx.cache or not path.exists()
-            or not record_path.exists()):
+    if method not in methods_lib.ON_STRUCTURED or key in ctx.cache:
         return
-    record = json.loads(record_path.read_text())
-    if record.get("settings") != {**settings, "method": "structured"}:
+    record = _written_with(workdir, "structured", {**settings, "method": "structured"})
+    if record is None:
         return
+    path = workdir / "structured.safetensors"
     cfg, params, _ = storage.load(path)
     ctx.cache[key] = methods_lib.Product(cfg, params, "fp32", methods_lib.f32_encoding,
                                          record["info"])
