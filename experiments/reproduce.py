@@ -1,7 +1,8 @@
 """Reproduce the paper's Tables II and III: plan, run, resume and count every (task, row, seed).
 
     GLUE_DIR=/path/to/glue python -m experiments.reproduce --table 2|3|all
-        [--tasks cola,sst2,...] [--seeds 5] [--rows tkd,tnlp,...] [--status] [--dry_run]
+        [--tasks cola,sst2,...] [--seeds 5 | --only_seeds 5,6,7] [--rows tkd,tnlp,...]
+        [--status] [--dry_run]
 
 Each cell is one `python -m experiments.glue` command run in a subprocess with its workdir
 `results/runs/<task>/<row>/seed<S>` (trivial baselines are computed from the dev labels in
@@ -13,7 +14,9 @@ evidence files are committed) is re-run from its manifest before its students, a
 if the re-run is identical (``restore_teacher``). Students of seed S wait for the teacher of
 seed S. The driver refuses to start from a working tree with uncommitted changes (new,
 untracked run outputs under the runs directory aside), so every manifest records a clean
-commit; it commits nothing itself. `--status` prints
+commit; it commits nothing itself. `--only_seeds 5,6,7` plans just those seeds, with the
+commands `--seeds 8` would give them: stand-ins for planned seeds whose teacher ran on a
+machine no longer at hand (the report counts them in place of the missing ones). `--status` prints
 done / left / estimated hours (median train_seconds of finished runs of the same row, else of
 the same row family scaled by training-set size; times the pace of the last finished runs
 against earlier runs of their rows, when the machine or its load has changed; students of a
@@ -416,12 +419,24 @@ def run_cells(cells: list[Cell], *, runner=None) -> int:
     return len(failed)
 
 
+def _seed_list(text: str) -> set[int]:
+    seeds = [s.strip() for s in text.split(",") if s.strip()]
+    if not all(s.isdigit() for s in seeds):
+        raise ConfigError(f"--only_seeds {text}: expected comma-separated seeds >= 0")
+    return {int(s) for s in seeds}
+
+
 def _parse(argv):
     p = cli.make_parser(__doc__.splitlines()[0])
     p.add_argument("--table", required=True, choices=("2", "3", "all"))
     p.add_argument("--tasks", default=",".join(rows_lib.DEFAULT_TASKS),
                    help="comma-separated GLUE tasks (add mnli,qnli,qqp when you have them)")
-    p.add_argument("--seeds", type=int, default=rows_lib.DEFAULT_SEEDS)
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"seeds 0..N-1 of every cell (default {rows_lib.DEFAULT_SEEDS})")
+    p.add_argument("--only_seeds", default="", metavar="S,S,...",
+                   help="just these seeds, e.g. stand-ins beyond the plan for a row whose "
+                   "planned seed's teacher ran on a machine no longer at hand (the cells "
+                   "--seeds max(S)+1 plans for them)")
     p.add_argument("--rows", default="", help="comma-separated row names (default: all of "
                    "the table's rows)")
     p.add_argument("--status", action="store_true", help="print done / left / hours and exit")
@@ -441,8 +456,13 @@ def main(argv: list[str]) -> int:
     from tkd_jax.data import get_task
 
     tasks = [get_task(t).name for t in tasks]  # ConfigError on an unknown task
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds {args.seeds}: expected at least 1")
+    only = _seed_list(args.only_seeds)
+    if only and args.seeds is not None:
+        raise ConfigError("--seeds and --only_seeds: give one of them")
+    seeds = max(only) + 1 if only else (
+        rows_lib.DEFAULT_SEEDS if args.seeds is None else args.seeds)
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: expected at least 1")
     rows = rows_lib.rows_for(args.table)
     if args.rows:
         wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -454,12 +474,14 @@ def main(argv: list[str]) -> int:
     if args.override and pathlib.Path(args.runs_dir) == pathlib.Path(RUNS_DIR):
         raise ConfigError("--override: the table runs use the fixed configs; pass a "
                           "--runs_dir of your own for development runs")
-    cells = plan(tasks, rows, args.seeds, runs_dir=args.runs_dir, overrides=args.override)
+    cells = plan(tasks, rows, seeds, runs_dir=args.runs_dir, overrides=args.override)
+    if only:
+        cells = [c for c in cells if c.seed in only]
     if args.status:
-        every_row = plan(tasks, rows_lib.ROWS, args.seeds, runs_dir=args.runs_dir,
+        every_row = plan(tasks, rows_lib.ROWS, seeds, runs_dir=args.runs_dir,
                          overrides=args.override)
         # the machine's pace from every task's runs (seeds beyond --seeds too)
-        every_task = plan(list(TRAIN_SIZES), rows_lib.ROWS, max(args.seeds, 5),
+        every_task = plan(list(TRAIN_SIZES), rows_lib.ROWS, max(seeds, 5),
                           runs_dir=args.runs_dir, overrides=args.override)
         print(status(cells, every_row, every_task))
         return 0

@@ -319,10 +319,28 @@ def test_status_counts_students_of_another_cpus_teachers_as_blocked(tmp_path, ca
     (["--table", "2", "--tasks", "rte,imdb"], "unknown GLUE task 'imdb'"),
     (["--table", "2", "--override", "model=tiny"], "--override: the table runs"),
     (["--table", "2", "--seeds", "0"], "--seeds 0: expected at least 1"),
+    (["--table", "2", "--seeds", "3", "--only_seeds", "5"], "--seeds and --only_seeds: give one"),
+    (["--table", "2", "--only_seeds", "5,x"], "--only_seeds 5,x: expected comma-separated"),
 ])
 def test_bad_arguments_are_config_errors(argv, match):
     with pytest.raises(ConfigError, match=match):
         reproduce.main(argv)
+
+
+def test_only_seeds_plans_those_seeds_as_a_longer_plan_would(tmp_path, capsys):
+    """Stand-in seeds: the same cells and commands as --seeds max+1, without the seeds below."""
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd_paper", "tnlp_paper", "majority")]
+    every = reproduce.plan(["wnli"], rows, seeds=8, runs_dir=tmp_path)
+    wanted = [c for c in every if c.seed in (5, 7)]
+    assert [(c.row.name, c.seed) for c in wanted] == [
+        (n, s) for s in (5, 7) for n in ("teacher", "tkd_paper", "tnlp_paper")]
+    assert reproduce.main(["--table", "all", "--tasks", "wnli", "--rows",
+                           "teacher,tkd_paper,tnlp_paper,majority", "--only_seeds", "7,5",
+                           "--dry_run", "--runs_dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[:-1] == [c.shown() for c in wanted]
+    assert shown[-1].startswith("total: 0 done, 6 left;")
+    assert wanted[-2].argv[-2:] == ("--teacher_run", str(tmp_path / "wnli/teacher/seed7"))
 
 
 def test_refuses_a_dirty_tree(tmp_path, monkeypatch):
