@@ -419,6 +419,12 @@ def run_cells(cells: list[Cell], *, runner=None) -> int:
     return len(failed)
 
 
+def _seeds_on_disk(runs_dir: pathlib.Path) -> int:
+    """One more than the largest seed with a workdir under ``runs_dir`` (0 if none)."""
+    found = [int(d.name[4:]) for d in runs_dir.glob("*/*/seed*") if d.name[4:].isdigit()]
+    return max(found, default=-1) + 1
+
+
 def _seed_list(text: str) -> set[int]:
     seeds = [s.strip() for s in text.split(",") if s.strip()]
     if not all(s.isdigit() for s in seeds):
@@ -478,12 +484,12 @@ def main(argv: list[str]) -> int:
     if only:
         cells = [c for c in cells if c.seed in only]
     if args.status:
-        every_row = plan(tasks, rows_lib.ROWS, seeds, runs_dir=args.runs_dir,
-                         overrides=args.override)
-        # the machine's pace from every task's runs (seeds beyond --seeds too)
-        every_task = plan(list(TRAIN_SIZES), rows_lib.ROWS, max(seeds, 5),
-                          runs_dir=args.runs_dir, overrides=args.override)
-        print(status(cells, every_row, every_task))
+        # estimate and pace from every run there is: every task's, row's and seed's, so
+        # that --tasks, --rows and --seeds narrow what is counted, not what is known
+        known = plan(list(TRAIN_SIZES), rows_lib.ROWS,
+                     max(seeds, _seeds_on_disk(pathlib.Path(args.runs_dir))),
+                     runs_dir=args.runs_dir, overrides=args.override)
+        print(status(cells, known, known))
         return 0
     if args.dry_run:
         blocked = blocked_here(cells)

@@ -343,6 +343,22 @@ def test_only_seeds_plans_those_seeds_as_a_longer_plan_would(tmp_path, capsys):
     assert wanted[-2].argv[-2:] == ("--teacher_run", str(tmp_path / "wnli/teacher/seed7"))
 
 
+def test_status_estimates_from_runs_of_every_task_and_seed(tmp_path, capsys):
+    """A row family measured only on WNLI's stand-in seeds estimates RTE's cells."""
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd_paper", "tnlp_paper")]
+    wnli = {c.row.name: c for c in reproduce.plan(["wnli"], rows, seeds=8, runs_dir=tmp_path)
+            if c.seed == 7}
+    for name, seconds in (("teacher", 60.0), ("tkd_paper", 600.0), ("tnlp_paper", 500.0)):
+        _finish(wnli[name], seconds)
+    assert reproduce.main(["--table", "all", "--tasks", "rte", "--rows",
+                           "teacher,tkd_paper,tnlp_paper", "--only_seeds", "5,6", "--status",
+                           "--runs_dir", str(tmp_path)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    per_seed = (60.0 + 600.0 + 500.0) * reproduce.TRAIN_SIZES["rte"] / reproduce.TRAIN_SIZES["wnli"]
+    assert last == (f"total: 0 done, 6 left; measured 0.00 train hours so far; "
+                    f"estimated {2 * per_seed / 3600:.2f} hours left")
+
+
 def test_refuses_a_dirty_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "uncommitted", lambda root, runs: [" M tkd_jax/stats.py"])
     with pytest.raises(ConfigError, match=r"working tree: 1 uncommitted change\(s\) \(first: "
