@@ -299,9 +299,10 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
                   "A student learns from its own seed's teacher checkpoint, which is not "
                   "committed, and a teacher re-made on another kind of CPU is not the committed "
                   "one (results/README.md). Where a planned seed's teacher ran on a machine no "
-                  "longer at hand, its students run at a new seed with a new teacher instead; "
-                  "every table and test uses every seed a row has, and comparisons pair the "
-                  "seeds both rows have.", ""] + [f"- {m}" for m in extra]
+                  "longer at hand, its students run at a new seed with a new teacher instead "
+                  "(`python -m experiments.reproduce ... --only_seeds`); every table and test "
+                  "uses every seed a row has, and comparisons pair the seeds both rows have.",
+                  ""] + [f"- {m}" for m in extra]
     for key, title in (("no_predictions", "Runs without predictions.json"),
                        ("mismatches", "Predictions that disagree with final metrics"),
                        ("off_plan", "Runs not made by the driver's plan"),
