@@ -16,12 +16,14 @@ seed S. The driver refuses to start from a working tree with uncommitted changes
 untracked run outputs under the runs directory aside), so every manifest records a clean
 commit; it commits nothing itself. `--only_seeds 5,6,7` plans just those seeds, with the
 commands `--seeds 8` would give them: stand-ins for planned seeds whose teacher ran on a
-machine no longer at hand (the report counts them in place of the missing ones). `--status` prints
-done / left / estimated hours (median train_seconds of finished runs of the same row, else of
-the same row family scaled by training-set size; times the pace of the last finished runs
-against earlier runs of their rows, when the machine or its load has changed; students of a
-teacher made on another kind of CPU, which cannot be re-made here, are counted apart). Tables and
-the report: `python -m experiments.tables`.
+machine no longer at hand (the report counts them in place of the missing ones).
+
+`--status` prints done / left / estimated hours (median train_seconds of the finished runs
+of the same row, else of the same row family, on any task and seed, scaled by the task's
+cost; times the pace of the last finished runs against earlier runs of their rows, when the
+machine or its load has changed; students of a teacher made on another kind of CPU, which
+cannot be re-made here, are counted apart). Tables and the report:
+`python -m experiments.tables`.
 
 Replaces the old `--plan NAME` mode: those results stay under results/<plan>/ as produced by
 older code (results/README.md).
