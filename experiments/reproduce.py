@@ -491,7 +491,7 @@ def main(argv: list[str]) -> int:
         known = plan(list(TRAIN_SIZES), rows_lib.ROWS,
                      max(seeds, _seeds_on_disk(pathlib.Path(args.runs_dir))),
                      runs_dir=args.runs_dir, overrides=args.override)
-        print(status(cells, known, known))
+        print(status(cells, known))  # paced defaults to measured
         return 0
     if args.dry_run:
         blocked = blocked_here(cells)
