@@ -7,6 +7,7 @@ import pytest
 
 from tkd_jax.data import (
     PreprocessConfig,
+    Split,
     bucket_lengths,
     encode_split,
     format_report,
@@ -14,6 +15,7 @@ from tkd_jax.data import (
     load_task,
     load_wordpiece,
     preprocess,
+    train_overlap,
 )
 
 
@@ -69,3 +71,44 @@ def test_preprocess_section(glue_dir, tok):
     train_line = "preprocess [train]: 635 -> 635 examples; drop_missing removed 0; dedup removed 0"
     assert train_line in text
     assert "preprocess [dev]: 71 -> 71 examples; drop_missing removed 0, missing_kept 0" in text
+
+
+def _split(a, b, y):
+    return Split(text_a=list(a), text_b=None if b is None else list(b),
+                 label=np.asarray(y), idx=np.arange(len(a), dtype=np.int32))
+
+
+def test_train_overlap_counts_by_hand():
+    train = _split(["p", "p", "q", "r"], ["x", "y", "x", "z"], [0, 0, 1, -1])
+    dev = _split(["p", "p", "q", "r", "s"], ["x", "w", "z", "z", "x"], [1, 0, 1, 1, 0])
+    out = train_overlap(train, dev, classification=True)
+    assert out == {"examples": 5, "same_text_a": 4, "same_text_b": 4, "same_pair": 2,
+                   # "p"/x answered 1 where train has only 0; "r" has no labeled train example
+                   "label_unseen_text_a": 1, "label_unseen_pair": 1}
+    single = train_overlap(_split(["a", "b"], None, [0, 1]), _split(["b", "c"], None, [0, 0]),
+                           classification=True)
+    assert single["same_text_b"] is None and single["same_pair"] == single["same_text_a"] == 1
+    assert single["label_unseen_text_a"] == 1
+    scores = train_overlap(_split(["a"], ["b"], [0.5]), _split(["a"], ["b"], [4.0]),
+                           classification=False)
+    assert scores["same_pair"] == 1 and scores["label_unseen_pair"] is None
+
+
+def test_wnli_dev_overlap_against_pandas(glue_dir, tok):
+    """WNLI's dev set reuses train premises with the other answer (GLUE's adversarial design)."""
+    pd = pytest.importorskip("pandas")
+    data = load_task("wnli", data_dir=glue_dir)
+    report = inspect_data(data, tok, max_len=128, batch_size=32)
+    assert "overlap" not in report["splits"]["train"]
+    got = report["splits"]["dev"]["overlap"]
+    read = lambda f: pd.read_csv(glue_dir / "WNLI" / f, sep="\t", quoting=3)  # noqa: E731
+    train, dev = read("train.tsv"), read("dev.tsv")
+    labels = train.groupby("sentence1")["label"].agg(set)
+    shared = dev[dev["sentence1"].isin(labels.index)]
+    unseen = sum(y not in labels[s]
+                 for s, y in zip(shared["sentence1"], shared["label"], strict=True))
+    assert got["same_text_a"] == len(shared) == 65
+    assert got["label_unseen_text_a"] == unseen == 54
+    assert got["same_text_b"] == dev["sentence2"].isin(set(train["sentence2"])).sum()
+    assert got["same_pair"] == len(dev.merge(train, on=["sentence1", "sentence2"])) == 0
+    assert "65 of 71 share text_a (91.5%)" in format_report(report)

@@ -23,6 +23,7 @@ from tkd_jax.data.examples import Split, TaskData
 from tkd_jax.data.holdout import HOLDOUT_SPLIT, load_run_splits, with_holdout
 from tkd_jax.data.hub import HUB_ID, load_hub
 from tkd_jax.data.local import load_local, read_tsv
+from tkd_jax.data.overlap import train_overlap
 from tkd_jax.data.preprocess import (
     ABBREVIATIONS,
     CONTRACTIONS,
@@ -77,6 +78,7 @@ __all__ = [
     "read_tsv",
     "remove_punctuation",
     "run_bucket_lengths",
+    "train_overlap",
     "train_wordpiece",
     "with_holdout",
 ]

@@ -11,6 +11,7 @@ from tkd_jax.data.batching import (
     padding_efficiency,
 )
 from tkd_jax.data.examples import Split, TaskData
+from tkd_jax.data.overlap import format_overlap, train_overlap
 from tkd_jax.data.tokenization import encode_split
 
 PERCENTILES = (50, 90, 95, 99)
@@ -52,7 +53,9 @@ def inspect_data(
     ``tokens`` (mean and percentiles of token counts after truncation, with [CLS]/[SEP]),
     ``truncated``, and ``padding``: the efficiency (real tokens / padded slots) of the batches
     training (train split, epoch 0) or eval would use, ``bucketed`` vs ``pad_to_max``
-    (every batch padded to max_len), with the number of batches and distinct shapes.
+    (every batch padded to max_len), with the number of batches and distinct shapes; and for
+    every other split, when train is loaded, its ``overlap`` with train
+    (:func:`~tkd_jax.data.overlap.train_overlap`).
     """
     spec = task_data.task
     splits = {}
@@ -81,6 +84,10 @@ def inspect_data(
                 "shapes": len({b["input_ids"].shape[1] for b in batches}),
             },
         }
+        train = task_data.splits.get(spec.train_split)
+        if name != spec.train_split and train is not None:
+            splits[name]["overlap"] = train_overlap(
+                train, split, classification=spec.label_names is not None)
     return {
         "task": spec.name,
         "source": task_data.source,
@@ -122,6 +129,8 @@ def format_report(report: dict) -> str:
             f"  padding efficiency: bucketed {pad['bucketed']:.3f} vs pad-to-max "
             f"{pad['pad_to_max']:.3f} ({pad['batches']} batches, {pad['shapes']} shapes)",
         ]
+        if "overlap" in s:
+            lines.append(format_overlap(s["overlap"]))
     for name, pre in report.get("preprocess", {}).items():  # preprocess()'s reports, if added
         steps = "; ".join(
             f"{step} " + ", ".join(f"{k} {v}" for k, v in counts.items())
