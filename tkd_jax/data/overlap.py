@@ -16,9 +16,9 @@ from tkd_jax.data.examples import Split
 
 def _labels_by(keys, labels) -> dict:
     seen = defaultdict(set)
-    for key, label in zip(keys, labels, strict=True):
+    for key, label in zip(keys, labels.tolist(), strict=True):
         if label >= 0:  # unlabeled rows say nothing about a text's answer
-            seen[key].add(int(label))
+            seen[key].add(label)
     return seen
 
 
@@ -39,12 +39,12 @@ def train_overlap(train: Split, other: Split, *, classification: bool) -> dict:
     """
     pairs_train = list(zip(train.text_a, train.text_b or [None] * len(train), strict=True))
     pairs_other = list(zip(other.text_a, other.text_b or [None] * len(other), strict=True))
-    text_a, pair = set(train.text_a), set(pairs_train)
+    text_a, text_b, pair = set(train.text_a), set(train.text_b or ()), set(pairs_train)
     out = {
         "examples": len(other),
         "same_text_a": sum(t in text_a for t in other.text_a),
         "same_text_b": (None if other.text_b is None or train.text_b is None
-                        else sum(t in set(train.text_b) for t in other.text_b)),
+                        else sum(t in text_b for t in other.text_b)),
         "same_pair": sum(p in pair for p in pairs_other),
         "label_unseen_text_a": None,
         "label_unseen_pair": None,
@@ -52,8 +52,8 @@ def train_overlap(train: Split, other: Split, *, classification: bool) -> dict:
     if classification:
         by_a, by_pair = (_labels_by(train.text_a, train.label),
                          _labels_by(pairs_train, train.label))
-        labeled = [(a, p, int(y)) for a, p, y in zip(other.text_a, pairs_other, other.label,
-                                                     strict=True) if y >= 0]
+        labeled = [(a, p, y) for a, p, y in zip(other.text_a, pairs_other,
+                                                other.label.tolist(), strict=True) if y >= 0]
         out["label_unseen_text_a"] = sum(a in by_a and y not in by_a[a] for a, _, y in labeled)
         out["label_unseen_pair"] = sum(p in by_pair and y not in by_pair[p]
                                        for _, p, y in labeled)
