@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments import cli
 from experiments.tables import analysis
+from experiments.tables import rows as rows_lib
 from tkd_jax import data as data_lib
 from tkd_jax.data.overlap import contradicts_train
 from tkd_jax.errors import ConfigError
@@ -56,7 +57,9 @@ def table(task: str, runs_dir, *, data_dir=None) -> str:
         return head
     lines = [head, "", f"| row | runs | accuracy on the {n} (mean ± sd) | "
              f"on the other {len(dev) - n} | overall |", "|---|---|---|---|---|"]
-    for row, runs in cells.items():
+    order = {r.name: i for i, r in enumerate(rows_lib.ROWS)}  # the tables' row order
+    for row in sorted(cells, key=lambda r: (order.get(r, len(order)), r)):
+        runs = cells[row]
         hit, rest = split_accuracy(runs, contradicts)
         overall = [r.metric("accuracy") for r in runs]
         sd = f" ± {100 * np.std(hit, ddof=1):.1f}" if len(runs) > 1 else ""
