@@ -47,7 +47,7 @@ def table(task: str, runs_dir, *, data_dir=None) -> str:
     contradicts = dict(zip(dev.idx.tolist(), mask.tolist(), strict=True))
     cells = {row: [r for r in runs if r.split_predictions() is not None
                    and r.final.get("split") == spec.eval_splits[0]]
-             for (t, row), runs in analysis.collect(runs_dir).items() if t == spec.name}
+             for (_, row), runs in analysis.collect(runs_dir, spec.name).items()}
     cells = {row: runs for row, runs in cells.items() if runs}
     if not cells:
         raise ConfigError(f"--runs_dir {runs_dir}: no {spec.name} run with dev predictions")

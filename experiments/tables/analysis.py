@@ -57,10 +57,10 @@ def _load(path: pathlib.Path):
         return None
 
 
-def collect(runs_dir) -> dict[tuple[str, str], list[Run]]:
-    """(task, row) -> finished runs sorted by seed."""
+def collect(runs_dir, task: str = "*") -> dict[tuple[str, str], list[Run]]:
+    """(task, row) -> finished runs sorted by seed (of every task, or of ``task`` only)."""
     cells: dict[tuple[str, str], list[Run]] = {}
-    for f in sorted(pathlib.Path(runs_dir).glob("*/*/seed*/final_metrics.json")):
+    for f in sorted(pathlib.Path(runs_dir).glob(f"{task}/*/seed*/final_metrics.json")):
         seed_dir = f.parent
         m = re.fullmatch(r"seed(\d+)", seed_dir.name)
         final = _load(f)

@@ -58,6 +58,7 @@ def inspect_data(
     (:func:`~tkd_jax.data.overlap.train_overlap`).
     """
     spec = task_data.task
+    train = task_data.splits.get(spec.train_split)
     splits = {}
     for name, split in task_data.splits.items():
         enc = encode_split(tokenizer, split, max_len=max_len)
@@ -84,7 +85,6 @@ def inspect_data(
                 "shapes": len({b["input_ids"].shape[1] for b in batches}),
             },
         }
-        train = task_data.splits.get(spec.train_split)
         if name != spec.train_split and train is not None:
             splits[name]["overlap"] = train_overlap(
                 train, split, classification=spec.label_names is not None)
