@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from experiments.tables import analysis
+from experiments.tables import analysis, collapse
 from experiments.tables import rows as rows_lib
 from experiments.tables.write import cell_text, pct
 
@@ -290,6 +290,12 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
         lines += ["", f"On {', '.join(where)}, `{row}` answers every dev example as `{twin}` "
                   f"does, so comparisons with it are tested once, as `{twin}` (not twice in "
                   "the Holm family)."]
+    lines += ["", "## Runs that answer one class on every dev example", "",
+              "Such a run has learnt the class prior, not the task: its accuracy is a constant "
+              "baseline's, and its cell's mean counts it as one of the seeds. Trained rows of "
+              "the classification tasks, from each run's predictions.json "
+              "(`experiments/tables/collapse.py`):", ""]
+    lines += collapse.lines(collapse.constant_runs(cells, tasks)) or ["- none"]
     lines += ["", "## What the student costs", "", *cost_lines(cells, tasks, latency),
               "", "## Missing cells", ""]
     missing = missing_cells(cells, tasks, seeds)
