@@ -16,7 +16,8 @@ seed S. The driver refuses to start from a working tree with uncommitted changes
 untracked run outputs under the runs directory aside), so every manifest records a clean
 commit; it commits nothing itself. `--only_seeds 5,6,7` plans just those seeds, with the
 commands `--seeds 8` would give them: stand-ins for planned seeds whose teacher ran on a
-machine no longer at hand (the report counts them in place of the missing ones).
+machine no longer at hand (the report and `--status` count them in place of the missing
+ones).
 
 `--status` prints done / left / estimated hours (median train_seconds of the finished runs
 of the same row, else of the same row family, on any task and seed, scaled by the task's
@@ -233,33 +234,67 @@ def blocked_here(cells: list[Cell]) -> dict[pathlib.Path, str]:
             if not c.done and c.teacher is not None and (cpu := made_on(c.teacher))}
 
 
+def stood_in(cells: list[Cell]) -> set[pathlib.Path]:
+    """The planned cells left that finished runs at seeds beyond the plan stand in for.
+
+    A planned seed whose teacher ran on a machine no longer at hand is made up for by a run
+    at a new seed (``--only_seeds``); the report counts such a run in place of a missing
+    planned seed of its (task, row) (experiments/tables/reproduction.py), and so does the
+    status, so that both give the same count and no hours are promised for those cells. The
+    cells stood in for: blocked ones first, then the highest seeds.
+    """
+    out: set[pathlib.Path] = set()
+    blocked = blocked_here(cells)
+    for key in dict.fromkeys((c.task, c.row.name) for c in cells):
+        group = [c for c in cells if (c.task, c.row.name) == key]
+        if not group[0].row.seeded:
+            continue
+        planned = {c.seed for c in group}
+        row_dir = group[0].workdir.parent
+        beyond = [d for d in row_dir.glob("seed*") if d.name[4:].isdigit()
+                  and int(d.name[4:]) > max(planned)
+                  and all((d / f).exists() for f in ("final_metrics.json", "predictions.json"))]
+        left = sorted((c for c in group if not c.done),
+                      key=lambda c: (c.workdir not in blocked, -c.seed))
+        out.update(c.workdir for c in left[:len(beyond)])
+    return out
+
+
 def status(cells: list[Cell], measured: list[Cell] | None = None,
            paced: list[Cell] | None = None,
-           blocked: dict[pathlib.Path, str] | None = None) -> str:
+           blocked: dict[pathlib.Path, str] | None = None,
+           filled: set[pathlib.Path] = frozenset()) -> str:
     """Per-row done / left and the totals. ``measured``: the cells the estimate goes by;
     ``paced``: the cells whose latest runs say how fast the machine goes now (default
     ``measured``; the driver passes every task's, as one task's last runs may be old).
     Cells blocked on this CPU (``blocked``, default ``blocked_here(cells)``) are counted as
-    left but not estimated."""
+    left but not estimated; cells that runs beyond the plan stand in for (``filled``,
+    ``stood_in``) count as done."""
     blocked = blocked_here(cells) if blocked is None else blocked
+    blocked = {k: v for k, v in blocked.items() if k not in filled}
     lines = [f"{'task':<6} {'row':<13} done  left  (interrupted)"
-             + ("  [blocked here]" if blocked else "")]
+             + ("  [blocked here]" if blocked else "")
+             + ("  +stand-ins beyond the plan" if filled else "")]
     keys = list(dict.fromkeys((c.task, c.row.name) for c in cells))
     for task, name in keys:
         group = [c for c in cells if (c.task, c.row.name) == (task, name)]
-        done = sum(c.done for c in group)
-        started = sum(c.started for c in group)
+        stand = sum(c.workdir in filled for c in group)
+        done = sum(c.done for c in group) + stand
+        started = sum(c.started and c.workdir not in filled for c in group)
         stuck = sum(c.workdir in blocked for c in group)
         lines.append(f"{task:<6} {name:<13} {done:>4}  {len(group) - done:>4}"
                      + (f"  ({started})" if started else "")
-                     + (f"  [{stuck}]" if stuck else ""))
-    done = sum(c.done for c in cells)
+                     + (f"  [{stuck}]" if stuck else "")
+                     + (f"  +{stand}" if stand else ""))
+    done = sum(c.done or c.workdir in filled for c in cells)
     pace = recent_pace(paced or measured or cells)
-    runnable = [c for c in cells if c.workdir not in blocked]
+    runnable = [c for c in cells if c.workdir not in blocked and c.workdir not in filled]
     seconds, unknown = estimate_seconds(runnable, measured,
                                         {f: p for f, (p, _) in pace.items()})
     hours = sum(s for c in cells if c.done and (s := _train_seconds(c)) is not None) / 3600
-    lines.append(f"total: {done} done, {len(cells) - done} left"
+    lines.append(f"total: {done} done"
+                 + (f" ({len(filled)} by runs at seeds beyond the plan)" if filled else "")
+                 + f", {len(cells) - done} left"
                  + (f" ({len(blocked)} blocked here)" if blocked else "")
                  + f"; measured {hours:.2f} train hours so far; "
                  f"estimated {seconds / 3600:.2f} hours left"
@@ -491,16 +526,20 @@ def main(argv: list[str]) -> int:
         known = plan(list(TRAIN_SIZES), rows_lib.ROWS,
                      max(seeds, _seeds_on_disk(pathlib.Path(args.runs_dir))),
                      runs_dir=args.runs_dir, overrides=args.override)
-        print(status(cells, known))  # paced defaults to measured
+        # --only_seeds plans the stand-ins themselves: nothing beyond them to count
+        print(status(cells, known, filled=set() if only else stood_in(cells)))
         return 0
     if args.dry_run:
         blocked = blocked_here(cells)
+        filled = set() if only else stood_in(cells)
         for c in cells:
+            if c.workdir in filled:
+                continue
             if c.workdir in blocked:
                 print(f"blocked here (teacher made on {blocked[c.workdir]}): {c.shown()}")
             elif not c.done:
                 print(("resume: " if c.started else "") + c.shown())
-        text = status(cells, blocked=blocked)
+        text = status(cells, blocked=blocked, filled=filled)
         print(text[text.index("\ntotal:") + 1:])  # the totals, without the per-row lines
         return 0
     dirty = uncommitted(repo_root(), pathlib.Path(args.runs_dir))

@@ -313,6 +313,44 @@ def test_status_counts_students_of_another_cpus_teachers_as_blocked(tmp_path, ca
     assert "blocked" not in reproduce.status(cells)
 
 
+def test_status_counts_runs_beyond_the_plan_in_place_of_missing_seeds(tmp_path, capsys):
+    """As the report does: a finished stand-in seed fills a missing planned seed of its row,
+    a blocked one first; an unfinished stand-in fills nothing."""
+    from tkd_jax import hardware
+
+    rows = [rows_lib.ROW_BY_NAME[n] for n in ("teacher", "tkd", "tnlp")]
+    cells = reproduce.plan(["mrpc"], rows, seeds=3, runs_dir=tmp_path)
+    by = {(c.row.name, c.seed): c for c in cells}
+    later = {(c.row.name, c.seed): c for c in reproduce.plan(["mrpc"], rows, seeds=6,
+                                                             runs_dir=tmp_path)}
+    for seed in (0, 1, 2):
+        _finish(by["teacher", seed], 300.0)
+    (by["teacher", 0].workdir / "manifest.json").write_text(json.dumps(
+        {"devices": {"backend": "cpu", "cpu": "Other CPU", "cpu_flags": ["avx2"]}}))
+    (by["teacher", 1].workdir / "manifest.json").write_text(json.dumps(
+        {"devices": {"backend": "cpu", "cpu": hardware.cpu_model(),
+                     "cpu_flags": hardware.isa_flags()}}))
+    _finish(by["tkd", 1], 100.0)
+    _finish(by["tnlp", 1], 80.0)
+    for name in ("teacher", "tkd"):
+        _finish(later[name, 4], 100.0)  # stand-in seed 4 for tkd's blocked seed 0
+    (later["tnlp", 5].workdir / "checkpoints").mkdir(parents=True)  # started, not finished
+    assert reproduce.stood_in(cells) == {by["tkd", 0].workdir}
+    text = reproduce.status(cells, filled=reproduce.stood_in(cells))
+    assert "mrpc   tkd              2     1  +1" in text
+    assert "mrpc   tnlp             1     2\n" in text
+    assert "blocked" not in text  # the one blocked cell is stood in for
+    last = [line for line in text.splitlines() if line.startswith("total:")][0]
+    assert last.startswith("total: 6 done (1 by runs at seeds beyond the plan), 3 left;")
+    assert f"estimated {(100 + 2 * 80) / 3600:.2f} hours left" in last
+    assert reproduce.main(["--table", "all", "--tasks", "mrpc", "--rows", "teacher,tkd,tnlp",
+                           "--seeds", "3", "--dry_run", "--runs_dir", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[:-1] == [by[n, s].shown() for n, s in (("tnlp", 0), ("tkd", 2), ("tnlp", 2))]
+    _finish(later["tnlp", 5], 80.0)  # now it stands in for the highest missing seed
+    assert reproduce.stood_in(cells) == {by["tkd", 0].workdir, by["tnlp", 2].workdir}
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--table", "4"], "invalid choice"),
     (["--table", "2", "--rows", "tkd,bert"], "--rows bert: unknown row"),
