@@ -67,6 +67,8 @@ def np_transformer(params, cfg, ids, mask, tt):
     for b in range(ids.shape[0]):
         length = ids.shape[1]
         x = np.asarray(emb["word_embeddings"]["embedding"], np.float64)[ids[b]]
+        if cfg.scale_embeddings:
+            x = x * math.sqrt(cfg.hidden_size)  # Vaswani et al. section 3.4
         if cfg.position == "learned":
             x = x + np.asarray(emb["position_embeddings"]["embedding"])[:length]
         else:
@@ -169,7 +171,9 @@ def test_multi_head_block_equals_per_head_concat_then_w_o():
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(activation="relu", position="sinusoidal", use_pooler=False),  # the paper's choices
+        dict(activation="relu", position="sinusoidal", use_pooler=False,
+             scale_embeddings=True),  # the paper's choices
+        dict(activation="relu", position="sinusoidal", use_pooler=False),
         dict(activation="gelu", position="learned", use_pooler=True),  # BERT's
         dict(pooling="mean", use_pooler=False),
     ],
@@ -263,3 +267,17 @@ def test_unknown_preset_and_too_long_input():
     ids = np.ones((1, 9), np.int32)
     with pytest.raises(ConfigError, match="max_len=8"):
         Transformer(cfg).init(jax.random.key(0), ids, ids)
+
+
+def test_the_paper_preset_scales_word_embeddings_to_the_positions_size():
+    """Unscaled, eqs 1-2's positions (RMS 0.71 a dimension) outweigh words initialised at std
+    0.02 by 35 to 1; times sqrt(512) the two are of one size, as in Vaswani et al."""
+    cfg = get_config("paper", num_labels=2)
+    assert cfg.scale_embeddings and not get_config("minilm_l6", num_labels=2).scale_embeddings
+    ids = np.arange(1, 129, dtype=np.int32)[None] * 7
+    shapes = _shapes(cfg, ids)["embeddings"]["word_embeddings"]["embedding"]
+    words = jax.random.normal(jax.random.key(0), shapes.shape) * cfg.initializer_range
+    scaled = np.sqrt(np.mean(np.square(np.asarray(words[ids[0]]) * np.sqrt(cfg.hidden_size))))
+    positions = np.sqrt(np.mean(np.square(sinusoidal_positions(128, cfg.hidden_size))))
+    assert positions == pytest.approx(np.sqrt(0.5), rel=1e-6)
+    assert 0.5 < scaled / positions < 0.8  # 0.45 / 0.71; unscaled it would be 0.028

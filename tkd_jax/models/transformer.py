@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -70,6 +71,12 @@ class TransformerConfig:
     dtype: Any = jnp.float32  # compute dtype (jnp.bfloat16 for mixed precision)
     param_dtype: Any = jnp.float32  # parameter storage dtype
     initializer_range: float = 0.02  # std of the normal init of kernels and embeddings
+    # Multiply the word embeddings by sqrt(hidden_size) before adding the positions, as
+    # Vaswani et al. (2017, section 3.4) do: eqs 1-2's sinusoids have per-dimension RMS 0.71,
+    # a word embedding initialised at std 0.02 has 0.02, and unscaled the positions outweigh
+    # the tokens 35 to 1 after the sum (a 12-layer paper model then learnt no task at all).
+    # BERT's learned positions are initialised like the words, so BERT presets leave it off.
+    scale_embeddings: bool = False
     # Per-layer sizes of a structurally pruned model; () = uniform num_heads / intermediate_size.
     # Head size stays hidden_size / num_heads, so layer i's Q/K/V width is heads_i * d_k.
     layer_num_heads: tuple[int, ...] = ()
@@ -205,6 +212,8 @@ class Embeddings(nn.Module):
         cfg = self.config
         length = input_ids.shape[1]
         x = self.word_embeddings(input_ids)  # [b, l, hidden]
+        if cfg.scale_embeddings:
+            x = x * jnp.asarray(math.sqrt(cfg.hidden_size), x.dtype)
         if cfg.position == "learned":
             if length > cfg.max_len:
                 raise ConfigError(
@@ -448,6 +457,7 @@ PRESETS: dict[str, TransformerConfig] = {
     "paper": TransformerConfig(
         hidden_size=512, num_layers=12, num_heads=8, intermediate_size=2048,
         activation="relu", position="sinusoidal", pooling="cls", use_pooler=False,
+        scale_embeddings=True,
     ),
     # all-MiniLM-L6-v2 / BERT-compatible teacher architecture (22,713,216 encoder+pooler params).
     "minilm_l6": TransformerConfig(
