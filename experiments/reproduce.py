@@ -58,6 +58,12 @@ TRAIN_SIZES = {"cola": 8551, "sst2": 67349, "mrpc": 3668, "stsb": 5749, "rte": 2
                "wnli": 635, "qnli": 104743, "qqp": 363846, "mnli": 392702}
 
 
+def finished(workdir: pathlib.Path) -> bool:
+    # the engine writes predictions.json after final_metrics.json: a cell stopped between
+    # the two is re-run, which resumes at its last step and writes both
+    return all((workdir / f).exists() for f in ("final_metrics.json", "predictions.json"))
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     task: str
@@ -69,10 +75,7 @@ class Cell:
 
     @property
     def done(self) -> bool:
-        # the engine writes predictions.json after final_metrics.json: a cell stopped between
-        # the two is re-run, which resumes at its last step and writes both
-        return all((self.workdir / f).exists() for f in ("final_metrics.json",
-                                                         "predictions.json"))
+        return finished(self.workdir)
 
     @property
     def started(self) -> bool:
@@ -252,8 +255,7 @@ def stood_in(cells: list[Cell]) -> set[pathlib.Path]:
         planned = {c.seed for c in group}
         row_dir = group[0].workdir.parent
         beyond = [d for d in row_dir.glob("seed*") if d.name[4:].isdigit()
-                  and int(d.name[4:]) > max(planned)
-                  and all((d / f).exists() for f in ("final_metrics.json", "predictions.json"))]
+                  and int(d.name[4:]) > max(planned) and finished(d)]
         left = sorted((c for c in group if not c.done),
                       key=lambda c: (c.workdir not in blocked, -c.seed))
         out.update(c.workdir for c in left[:len(beyond)])
