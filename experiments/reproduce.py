@@ -237,17 +237,19 @@ def blocked_here(cells: list[Cell]) -> dict[pathlib.Path, str]:
             if not c.done and c.teacher is not None and (cpu := made_on(c.teacher))}
 
 
-def stood_in(cells: list[Cell]) -> set[pathlib.Path]:
+def stood_in(cells: list[Cell],
+             blocked: dict[pathlib.Path, str] | None = None) -> set[pathlib.Path]:
     """The planned cells left that finished runs at seeds beyond the plan stand in for.
 
     A planned seed whose teacher ran on a machine no longer at hand is made up for by a run
     at a new seed (``--only_seeds``); the report counts such a run in place of a missing
     planned seed of its (task, row) (experiments/tables/reproduction.py), and so does the
     status, so that both give the same count and no hours are promised for those cells. The
-    cells stood in for: blocked ones first, then the highest seeds.
+    cells stood in for: blocked ones first (``blocked``, default ``blocked_here(cells)``), then
+    the highest seeds.
     """
     out: set[pathlib.Path] = set()
-    blocked = blocked_here(cells)
+    blocked = blocked_here(cells) if blocked is None else blocked
     for key in dict.fromkeys((c.task, c.row.name) for c in cells):
         group = [c for c in cells if (c.task, c.row.name) == key]
         if not group[0].row.seeded:
@@ -529,11 +531,13 @@ def main(argv: list[str]) -> int:
                      max(seeds, _seeds_on_disk(pathlib.Path(args.runs_dir))),
                      runs_dir=args.runs_dir, overrides=args.override)
         # --only_seeds plans the stand-ins themselves: nothing beyond them to count
-        print(status(cells, known, filled=set() if only else stood_in(cells)))
+        blocked = blocked_here(cells)  # reads every teacher's manifest: once
+        print(status(cells, known, blocked=blocked,
+                     filled=set() if only else stood_in(cells, blocked)))
         return 0
     if args.dry_run:
         blocked = blocked_here(cells)
-        filled = set() if only else stood_in(cells)
+        filled = set() if only else stood_in(cells, blocked)
         for c in cells:  # what a run would do: it runs stood-in-for cells too, when it can
             if c.workdir in blocked:
                 print(f"blocked here (teacher made on {blocked[c.workdir]}): {c.shown()}")
