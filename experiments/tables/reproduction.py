@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from experiments.tables import analysis, collapse
+from experiments.tables import analysis, collapse, fit
 from experiments.tables import rows as rows_lib
 from experiments.tables.write import cell_text, pct
 
@@ -296,6 +296,16 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
               "the classification tasks, from each run's predictions.json "
               "(`experiments/tables/collapse.py`):", ""]
     lines += collapse.lines(collapse.constant_runs(cells, tasks)) or ["- none"]
+    lines += ["", "## Did each row fit its training set", "",
+              "A row at chance on dev has either learnt nothing (training loss flat, near "
+              "the best constant answer's) or fit its training set without generalising "
+              "(training loss well below its dev loss). Hard-label training loss "
+              "(cross-entropy; MSE on STS-B; dropout on) of the first and the last logged "
+              "window, and the dev loss of the last evaluation, means over the row's runs, "
+              "from each run's metrics.jsonl; and the dev loss of answering every example "
+              "with the dev labels' class frequencies (their entropy) "
+              "(`experiments/tables/fit.py`):", ""]
+    lines += fit.lines(fit.row_fits(cells, tasks), cells)
     lines += ["", "## What the student costs", "", *cost_lines(cells, tasks, latency),
               "", "## Missing cells", ""]
     missing = missing_cells(cells, tasks, seeds)

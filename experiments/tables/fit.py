@@ -1,0 +1,96 @@
+"""How far each trained row brought down its training loss, beside its dev loss.
+
+A cell at chance on dev is either a model that learnt nothing (training loss flat at a
+constant answer's, as the paper preset's unscaled embeddings did) or one that fit its
+training set and did not generalise; the dev metric alone cannot tell them apart. Read from
+each run's committed ``metrics.jsonl``: the hard-label training loss (cross-entropy, or MSE
+on STS-B; dropout on) of the first and the last logged window, each a mean over the steps
+since the log before it, and the dev loss of the last evaluation, averaged over the row's
+runs. Beside them, the dev loss of the best constant answer (the dev labels' class
+frequencies: their entropy), from the committed predictions: a dev loss above it means the
+model's confident answers cost more than they gain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+from experiments.tables import rows as rows_lib
+from tkd_jax.data.tasks import TASKS
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """Means over the ``runs`` runs of (task, row) that logged a training loss."""
+
+    task: str
+    row: str
+    runs: int
+    first: float
+    last: float
+    dev: float | None  # None when no run logged a dev loss
+
+
+def _losses(path) -> tuple[float, float, float | None] | None:
+    """(first, last) logged training loss and the last dev loss of one run's metrics.jsonl."""
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
+    train = [r["loss_hard"] for r in records if r.get("kind") == "train" and "loss_hard" in r]
+    dev = [r["dev/loss"] for r in records if "dev/loss" in r]
+    if not train:
+        return None
+    return train[0], train[-1], dev[-1] if dev else None
+
+
+def _mean(xs) -> float:
+    return sum(xs) / len(xs)
+
+
+def row_fits(cells, tasks) -> list[Fit]:
+    """Per trained row of each task (the tables' row order) with at least one logged run."""
+    out = []
+    for task in tasks:
+        for r in rows_lib.ROWS:
+            if r.recipe is None or not r.applies_to(task):
+                continue  # trivial rows do not train
+            found = [x for run in cells.get((task, r.name), [])
+                     if (x := _losses(run.path / "metrics.jsonl")) is not None]
+            if not found:
+                continue
+            devs = [d for _, _, d in found if d is not None]
+            out.append(Fit(task, r.name, len(found), _mean([f for f, _, _ in found]),
+                           _mean([last for _, last, _ in found]),
+                           _mean(devs) if devs else None))
+    return out
+
+
+def constant_loss(cells, task: str) -> float | None:
+    """The dev cross-entropy of the best constant answer, the entropy of the dev labels (in
+    nats), from the first run of ``task`` with predictions; None for a regression task."""
+    spec = TASKS.get(task)
+    if spec is None or spec.is_regression:
+        return None
+    for (t, _), runs in cells.items():
+        for run in runs if t == task else ():
+            if (p := run.split_predictions()) is not None:
+                freq = np.bincount(p[2].astype(np.int64)) / p[2].size
+                freq = freq[freq > 0]
+                return float(-np.sum(freq * np.log(freq)))
+    return None
+
+
+def lines(fits: list[Fit], cells) -> list[str]:
+    """A Markdown table, one line per (task, row)."""
+    out = ["| task | row | runs | train loss, first log | train loss, last log | "
+           "dev loss | dev loss of the best constant |", "|---" * 7 + "|"]
+    constant = {t: constant_loss(cells, t) for t in dict.fromkeys(f.task for f in fits)}
+    for f in fits:
+        dev, c = ("—" if x is None else f"{x:.3f}" for x in (f.dev, constant[f.task]))
+        out.append(f"| {f.task} | `{f.row}` | {f.runs} | {f.first:.3f} | {f.last:.3f} | "
+                   f"{dev} | {c} |")
+    return out
