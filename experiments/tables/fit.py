@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class Fit:
     runs: int
     first: float
     last: float
-    dev: float | None  # None when no run logged a dev loss
+    dev: float | None  # over the runs that logged one; None when none did
 
 
 def _losses(path) -> tuple[float, float, float | None] | None:
@@ -47,10 +48,6 @@ def _losses(path) -> tuple[float, float, float | None] | None:
     return train[0], train[-1], dev[-1] if dev else None
 
 
-def _mean(xs) -> float:
-    return sum(xs) / len(xs)
-
-
 def row_fits(cells, tasks) -> list[Fit]:
     """Per trained row of each task (the tables' row order) with at least one logged run."""
     out = []
@@ -63,9 +60,10 @@ def row_fits(cells, tasks) -> list[Fit]:
             if not found:
                 continue
             devs = [d for _, _, d in found if d is not None]
-            out.append(Fit(task, r.name, len(found), _mean([f for f, _, _ in found]),
-                           _mean([last for _, last, _ in found]),
-                           _mean(devs) if devs else None))
+            out.append(Fit(task, r.name, len(found),
+                           statistics.fmean(first for first, _, _ in found),
+                           statistics.fmean(last for _, last, _ in found),
+                           statistics.fmean(devs) if devs else None))
     return out
 
 
@@ -75,13 +73,13 @@ def constant_loss(cells, task: str) -> float | None:
     spec = TASKS.get(task)
     if spec is None or spec.is_regression:
         return None
-    for (t, _), runs in cells.items():
-        for run in runs if t == task else ():
-            if (p := run.split_predictions()) is not None:
-                freq = np.bincount(p[2].astype(np.int64)) / p[2].size
-                freq = freq[freq > 0]
-                return float(-np.sum(freq * np.log(freq)))
-    return None
+    runs = (run for (t, _), rows in cells.items() if t == task for run in rows)
+    labels = next((p[2] for run in runs if (p := run.split_predictions()) is not None), None)
+    if labels is None:
+        return None
+    freq = np.bincount(labels.astype(np.int64)) / labels.size
+    freq = freq[freq > 0]
+    return float(-np.sum(freq * np.log(freq)))
 
 
 def lines(fits: list[Fit], cells) -> list[str]:
