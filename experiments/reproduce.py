@@ -273,13 +273,14 @@ def status(cells: list[Cell], measured: list[Cell] | None = None,
     ``measured``; the driver passes every task's, as one task's last runs may be old).
     Cells blocked on this CPU (``blocked``, default ``blocked_here(cells)``) are counted as
     left but not estimated; cells that runs beyond the plan stand in for (``filled``,
-    ``stood_in``) count as done."""
+    ``stood_in``) count as done. The train hours "so far" are those of every finished run of
+    these (task, row) pairs in ``measured``: the runs beyond the plan too."""
     blocked = blocked_here(cells) if blocked is None else blocked
     blocked = {k: v for k, v in blocked.items() if k not in filled}
     lines = [f"{'task':<6} {'row':<13} done  left  (interrupted)"
              + ("  [blocked here]" if blocked else "")
              + ("  +stand-ins beyond the plan" if filled else "")]
-    keys = list(dict.fromkeys((c.task, c.row.name) for c in cells))
+    keys = dict.fromkeys((c.task, c.row.name) for c in cells)  # ordered, a set
     for task, name in keys:
         group = [c for c in cells if (c.task, c.row.name) == (task, name)]
         stand = sum(c.workdir in filled for c in group)
@@ -295,7 +296,10 @@ def status(cells: list[Cell], measured: list[Cell] | None = None,
     runnable = [c for c in cells if c.workdir not in blocked and c.workdir not in filled]
     seconds, unknown = estimate_seconds(runnable, measured,
                                         {f: p for f, (p, _) in pace.items()})
-    hours = sum(s for c in cells if c.done and (s := _train_seconds(c)) is not None) / 3600
+    # every finished run of these rows that is known, seeds beyond the plan included (the
+    # report's total counts them too), not only the planned cells'
+    pool = [c for c in (measured or cells) if (c.task, c.row.name) in keys]
+    hours = sum(s for c in pool if c.done and (s := _train_seconds(c)) is not None) / 3600
     lines.append(f"total: {done} done"
                  + (f" ({len(filled)} by runs at seeds beyond the plan)" if filled else "")
                  + f", {len(cells) - done} left"

@@ -349,6 +349,12 @@ def test_status_counts_runs_beyond_the_plan_in_place_of_missing_seeds(tmp_path, 
     assert shown[0].startswith("blocked here")  # listed as before: the driver skips it here
     assert shown[1:-1] == [by[n, s].shown() for n, s in (("tnlp", 0), ("tkd", 2), ("tnlp", 2))]
     assert shown[-1] == last
+    assert f"measured {(3 * 300 + 100 + 80) / 3600:.2f} train hours so far" in last
+    assert reproduce.main(["--table", "all", "--tasks", "mrpc", "--rows", "teacher,tkd,tnlp",
+                           "--seeds", "3", "--status", "--runs_dir", str(tmp_path)]) == 0
+    # --status measures every run on disk: the stand-ins' hours (seed 4) count too
+    assert f"measured {(3 * 300 + 100 + 80 + 2 * 100) / 3600:.2f} train hours so far" in (
+        capsys.readouterr().out)
     _finish(later["tnlp", 5], 80.0)  # now it stands in for the highest missing seed
     assert reproduce.stood_in(cells) == {by["tkd", 0].workdir, by["tnlp", 2].workdir}
 
