@@ -22,8 +22,9 @@ def _run(root, task, row, seed, train, dev=None, metrics=True):
     records = [{"kind": "train", "step": 50 * (i + 1), "loss": x + 1.0, "loss_hard": x}
                for i, x in enumerate(train)]
     if dev is not None:  # an evaluation after the first log and one at the end
-        records.insert(1, {"step": 50, "dev/loss": 9.0, "dev/accuracy": 0.5})
-        records.append({"step": 50 * len(train), "dev/loss": dev, "dev/accuracy": 0.5})
+        records.insert(1, {"kind": "eval", "step": 50, "dev/loss": 9.0, "dev/accuracy": 0.5})
+        records.append({"kind": "eval", "step": 50 * len(train), "dev/loss": dev,
+                        "dev/accuracy": 0.5})
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 

@@ -14,13 +14,14 @@ model's confident answers cost more than they gain.
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 
 import numpy as np
 
 from experiments.tables import rows as rows_lib
+from tkd_jax import viz
 from tkd_jax.data.tasks import TASKS
+from tkd_jax.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,14 +36,15 @@ class Fit:
     dev: float | None  # over the runs that logged one; None when none did
 
 
-def _losses(path) -> tuple[float, float, float | None] | None:
-    """(first, last) logged training loss and the last dev loss of one run's metrics.jsonl."""
+def _losses(workdir) -> tuple[float, float, float | None] | None:
+    """(first, last) logged training loss and the last dev loss of one run's metrics.jsonl;
+    None when it is missing or unreadable."""
     try:
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
+        records = viz.read_metrics(workdir)
+    except DataError:
         return None
-    train = [r["loss_hard"] for r in records if r.get("kind") == "train" and "loss_hard" in r]
-    dev = [r["dev/loss"] for r in records if "dev/loss" in r]
+    train = viz.curve(records.get("train", []), "loss_hard")[1]
+    dev = viz.curve(records.get("eval", []), "dev/loss")[1]
     if not train:
         return None
     return train[0], train[-1], dev[-1] if dev else None
@@ -56,7 +58,7 @@ def row_fits(cells, tasks) -> list[Fit]:
             if r.recipe is None or not r.applies_to(task):
                 continue  # trivial rows do not train
             found = [x for run in cells.get((task, r.name), [])
-                     if (x := _losses(run.path / "metrics.jsonl")) is not None]
+                     if (x := _losses(run.path)) is not None]
             if not found:
                 continue
             devs = [d for _, _, d in found if d is not None]
