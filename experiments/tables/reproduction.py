@@ -301,9 +301,10 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
               "the best constant answer's) or fit its training set without generalising "
               "(training loss well below its dev loss). Hard-label training loss "
               "(cross-entropy; MSE on STS-B; dropout on) of the first and the last logged "
-              "window, and the dev loss of the last evaluation, means over the row's runs, "
-              "from each run's metrics.jsonl; and the dev loss of answering every example "
-              "with the dev labels' class frequencies (their entropy) "
+              "window, and the dev loss of the last evaluation (of the same kind), means "
+              "over the row's runs, from each run's metrics.jsonl; and the dev loss of "
+              "answering every example with the dev labels' class frequencies (their "
+              "entropy), on STS-B with their mean (their variance) "
               "(`experiments/tables/fit.py`):", ""]
     lines += fit.lines(fit.row_fits(cells, tasks), cells)
     lines += ["", "## What the student costs", "", *cost_lines(cells, tasks, latency),
