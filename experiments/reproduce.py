@@ -352,10 +352,17 @@ class _Runner:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
 
-    def run(self, argv) -> int:
+    def run(self, argv, heartbeat=None) -> int:
+        """The child's exit code; ``heartbeat(elapsed_seconds)`` every HEARTBEAT_SECONDS."""
+        start = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "experiments.glue", *argv])
         try:
-            return self.proc.wait()
+            while True:
+                try:
+                    return self.proc.wait(timeout=HEARTBEAT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    if heartbeat is not None:
+                        heartbeat(time.monotonic() - start)
         except KeyboardInterrupt:  # the child got SIGINT too (same process group)
             self.stopping = True
             return self.proc.wait()
@@ -406,18 +413,26 @@ def restore_teacher(workdir: pathlib.Path) -> tuple[bool, list[str]]:
 
 
 DRIVER_FILE = "driver.json"  # wall-clock seconds of every attempt at the cell, summed
+# How often a running attempt's wall time is written: an attempt killed with its machine (no
+# signal reaches the driver) is still counted, short by at most this much.
+HEARTBEAT_SECONDS = 60.0
 
 
-def _add_wall_time(workdir: pathlib.Path, seconds: float) -> None:
-    if not workdir.is_dir():  # the run refused its arguments before making its workdir
-        return
-    path = workdir / DRIVER_FILE
-    prior = json.loads(path.read_text()) if path.exists() else {}
-    record = {"wall_seconds": prior.get("wall_seconds", 0.0) + seconds,
-              "attempts": prior.get("attempts", 0) + 1}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+class _WallClock:
+    """Writes ``driver.json`` = the record before this attempt plus this attempt so far."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.path = workdir / DRIVER_FILE
+        self.prior = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def __call__(self, seconds: float) -> None:
+        if not self.path.parent.is_dir():  # the run refused its arguments before making it
+            return
+        record = {"wall_seconds": self.prior.get("wall_seconds", 0.0) + seconds,
+                  "attempts": self.prior.get("attempts", 0) + 1}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
 
 
 def run_cells(cells: list[Cell], *, runner=None) -> int:
@@ -455,9 +470,9 @@ def run_cells(cells: list[Cell], *, runner=None) -> int:
         if c.row.recipe is None:
             trivial.write_run(c.task, c.row.name, c.workdir)
             continue
-        start = time.monotonic()
-        code = runner.run(c.argv)
-        _add_wall_time(c.workdir, time.monotonic() - start)
+        start, wall = time.monotonic(), _WallClock(c.workdir)
+        code = runner.run(c.argv, heartbeat=wall)
+        wall(time.monotonic() - start)
         if code != 0 and not runner.stopping:
             print(f"  failed with exit code {code}: {c.workdir}", flush=True)
             failed.add(c.workdir)

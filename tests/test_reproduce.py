@@ -181,11 +181,12 @@ class _FakeRunner:
     def __init__(self, fail=()):
         self.calls, self.fail = [], set(fail)
 
-    def run(self, argv):
+    def run(self, argv, heartbeat=None):
         self.calls.append(argv)
         workdir = argv[argv.index("--workdir") + 1]
         if workdir in self.fail:
             return 2
+        heartbeat(0.5)  # before the engine made the workdir: nothing to write into yet
         _finish(reproduce.Cell("", rows_lib.ROWS[0], 0, pathlib.Path(workdir), (), None), 1.0)
         (pathlib.Path(workdir) / "checkpoints" / "7").mkdir(parents=True)  # as the engine
         return 0
@@ -210,6 +211,56 @@ def test_run_cells_skips_done_waits_for_teachers_and_counts_failures(tmp_path):
     assert reproduce.run_cells(cells, runner=runner) == 0  # restart: only what is left
     assert [a[a.index("--workdir") + 1] for a in runner.calls] == [
         str(by["teacher", 1].workdir), str(by["tkd", 1].workdir)]
+
+
+def test_an_attempt_killed_with_its_machine_keeps_its_wall_time(tmp_path, monkeypatch):
+    # The session's end kills driver and child alike (no signal handler runs), so the record
+    # must already be on disk while the attempt runs; the next attempt adds to it, once.
+    cell = reproduce.plan(["rte"], [rows_lib.ROW_BY_NAME["cnn"]], seeds=1, runs_dir=tmp_path)[0]
+    record = lambda: json.loads((cell.workdir / reproduce.DRIVER_FILE).read_text())  # noqa: E731
+    monkeypatch.setattr(reproduce, "HEARTBEAT_SECONDS", 0.05)
+
+    class Killed(Exception):
+        pass
+
+    popen = subprocess.Popen
+
+    children = []
+
+    def killed_child(argv, **_):
+        cell.workdir.mkdir(parents=True)
+        children.append(popen(["sleep", "5"]))
+        return children[-1]
+
+    monkeypatch.setattr(reproduce.subprocess, "Popen", killed_child)
+
+    def heartbeat_then_die(elapsed):
+        wall(elapsed)
+        if elapsed > 0.2:
+            raise Killed  # the machine goes away after this heartbeat
+
+    runner, wall = reproduce._Runner(), reproduce._WallClock(cell.workdir)
+    with pytest.raises(Killed):
+        runner.run(cell.argv, heartbeat=heartbeat_then_die)
+    children[0].kill()
+    first = record()
+    assert first["attempts"] == 1 and 0.2 < first["wall_seconds"] < 2.0
+
+    class Finishes:
+        stopping = False
+
+        def run(self, argv, heartbeat=None):
+            heartbeat(3.0)
+            heartbeat(4.0)  # each heartbeat replaces this attempt's share, never adds twice
+            assert record() == {"attempts": 2, "wall_seconds": first["wall_seconds"] + 4.0}
+            _finish(cell, 1.0)
+            return 0
+
+    assert reproduce.run_cells([cell], runner=Finishes()) == 0
+    # the last write is the attempt's measured time (here ~0 s: the fake's heartbeats lie)
+    second = record()
+    assert second["attempts"] == 2
+    assert first["wall_seconds"] <= second["wall_seconds"] < first["wall_seconds"] + 1.0
 
 
 def test_a_finished_teacher_without_checkpoint_is_restored_only_if_identical(tmp_path,

@@ -240,7 +240,9 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
               f"{len(provenance.get('teacher', []))}",
               f"- total train time of the runs (train_seconds; compile, evaluation and "
               f"soft-label passes not counted): {provenance['train_hours']:.2f} hours; "
-              f"wall-clock time of the driver's runs (every attempt, start-up included): "
+              f"wall-clock time of the driver's runs (every attempt, start-up included; a "
+              f"lower bound: the drivers at the tables' commits recorded an attempt only when "
+              f"it ended, so an attempt killed with its machine is not counted): "
               f"{provenance.get('wall_hours', 0.0):.2f} hours", ""]
     lines += ["## The paper's numbers beside ours", "",
               "Ours: accuracy and F1 in percent, mean ± sd [95% t interval, clipped to "
