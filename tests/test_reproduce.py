@@ -223,9 +223,7 @@ def test_an_attempt_killed_with_its_machine_keeps_its_wall_time(tmp_path, monkey
     class Killed(Exception):
         pass
 
-    popen = subprocess.Popen
-
-    children = []
+    popen, children = subprocess.Popen, []
 
     def killed_child(argv, **_):
         cell.workdir.mkdir(parents=True)
