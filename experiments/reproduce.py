@@ -353,8 +353,7 @@ class _Runner:
             self.proc.send_signal(signal.SIGTERM)
 
     def run(self, argv, heartbeat=None) -> int:
-        """The child's exit code; ``heartbeat(elapsed_seconds)`` every HEARTBEAT_SECONDS."""
-        start = time.monotonic()
+        """The child's exit code; ``heartbeat()`` is called every HEARTBEAT_SECONDS."""
         self.proc = subprocess.Popen([sys.executable, "-m", "experiments.glue", *argv])
         try:
             while True:
@@ -362,7 +361,7 @@ class _Runner:
                     return self.proc.wait(timeout=HEARTBEAT_SECONDS)
                 except subprocess.TimeoutExpired:
                     if heartbeat is not None:
-                        heartbeat(time.monotonic() - start)
+                        heartbeat()
         except KeyboardInterrupt:  # the child got SIGINT too (same process group)
             self.stopping = True
             return self.proc.wait()
@@ -419,15 +418,18 @@ HEARTBEAT_SECONDS = 60.0
 
 
 class _WallClock:
-    """Writes ``driver.json`` = the record before this attempt plus this attempt so far."""
+    """One attempt's clock: each call writes ``driver.json`` = the record before this attempt
+    plus this attempt so far (so a call replaces the previous one's share, never adds to it)."""
 
     def __init__(self, workdir: pathlib.Path):
         self.path = workdir / DRIVER_FILE
         self.prior = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.start = time.monotonic()
 
-    def __call__(self, seconds: float) -> None:
+    def __call__(self) -> None:
         if not self.path.parent.is_dir():  # the run refused its arguments before making it
             return
+        seconds = time.monotonic() - self.start
         record = {"wall_seconds": self.prior.get("wall_seconds", 0.0) + seconds,
                   "attempts": self.prior.get("attempts", 0) + 1}
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -470,9 +472,9 @@ def run_cells(cells: list[Cell], *, runner=None) -> int:
         if c.row.recipe is None:
             trivial.write_run(c.task, c.row.name, c.workdir)
             continue
-        start, wall = time.monotonic(), _WallClock(c.workdir)
+        wall = _WallClock(c.workdir)
         code = runner.run(c.argv, heartbeat=wall)
-        wall(time.monotonic() - start)
+        wall()
         if code != 0 and not runner.stopping:
             print(f"  failed with exit code {code}: {c.workdir}", flush=True)
             failed.add(c.workdir)
