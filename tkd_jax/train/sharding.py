@@ -13,8 +13,8 @@ computes the same step up to float32 reduction order.
               W^O and the FFN's second Dense by input row, embedding tables by feature; the
               batch split over the "data" axis only
   fsdp        fully sharded within each group (HSDP): every array split along its largest
-              dimension that `model_parallelism` divides, gathered just in time for use; the
-              batch split over all devices
+              dimension that `model_parallelism` divides, gathered just in time for use
+              (embedding tables explicitly, `gather_tables`); the batch split over all devices
 
 Optimizer moments follow their parameters because the rules match path *suffixes*
 (`.../mu/model/encoder/layer/0/attention/self/query/kernel` ends like the parameter). A leaf
@@ -37,6 +37,8 @@ from tkd_jax.errors import ConfigError
 DATA, MODEL = "data", "model"
 LAYOUTS = ("replicated", "tensor", "fsdp")
 
+EMBEDDING_TABLE = r"_embeddings/embedding$"  # word / position / token-type tables
+
 # (regex searched in the "/"-joined path, spec) — first match wins; no match = replicated.
 # Kernels are [in, out] (flax Dense), embeddings [rows, features].
 TENSOR_RULES: tuple[tuple[str, tuple], ...] = (
@@ -46,7 +48,7 @@ TENSOR_RULES: tuple[tuple[str, tuple], ...] = (
     (r"intermediate/dense/kernel$", (None, MODEL)),  # FFN W_1 (eq 6) by hidden unit
     (r"intermediate/dense/bias$", (MODEL,)),
     (r"layer/\d+/output/dense/kernel$", (MODEL, None)),  # FFN W_2 by row
-    (r"_embeddings/embedding$", (None, MODEL)),  # word / position / token-type tables
+    (EMBEDDING_TABLE, (None, MODEL)),
 )
 
 
@@ -147,6 +149,23 @@ class Layout:
                 return x
             return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s)
         return jax.tree.map(one, tree, self.shardings(tree))
+
+    def gather_tables(self, params):
+        """Under fsdp, `params` with every embedding table constrained to be whole on each
+        device; unchanged in the other layouts. Call it inside the function a train step
+        differentiates (StepSpec.gather_params), so that the constraint holds for the gradient
+        too: XLA then all-gathers each table once before its lookups, and the lookup's
+        gradient (a scatter-add) is summed over the batch shards and split again.
+        On a split table XLA's SPMD partitioner instead re-lays the batch-sharded activation
+        gradient out along the table's axis by replicating it ("involuntary full
+        rematerialization", e.g. the word embeddings with 4-way model groups on a 2 x 4 mesh).
+        """
+        if self.name != "fsdp":
+            return params
+        table = re.compile(EMBEDDING_TABLE)
+        return jax.tree_util.tree_map_with_path(
+            lambda p, x: jax.lax.with_sharding_constraint(x, self.replicated)
+            if table.search(_path_str(p)) else x, params)
 
     def init(self, fn, *args):
         """Run `fn(*args)` (e.g. model init + train state creation) under jit with this layout's

@@ -16,6 +16,7 @@ step metrics exist here once, for every objective.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,6 +32,9 @@ class StepSpec:
     fp16: bool = False  # dynamic loss scaling, skip non-finite steps
     axis_name: str | None = None  # set under pmap (DataParallel.axis_name)
     philox: bool = True  # Philox dropout keys (one device only, see dropout_key)
+    # params -> params inside the differentiated loss, so that it shapes the gradient too:
+    # DataParallel.gather_params (fsdp: embedding tables whole for their lookups)
+    gather_params: Callable[[Any], Any] | None = None
 
 
 # XLA:CPU lowers threefry2x32 as a rolled 5-iteration loop over the whole mask, which made the
@@ -65,6 +69,8 @@ def train_step(state, batch, rng, frozen, *, spec: StepSpec, model):
     dropout_rng = dropout_key(step_rng) if spec.philox else step_rng
 
     def loss_fn(params):
+        if spec.gather_params is not None:
+            params = spec.gather_params(params)
         return spec.objective.loss(params, batch, frozen, model=model, dropout_rng=dropout_rng,
                                    rng=rng, step=state.step, axis_name=axis)
 

@@ -300,7 +300,8 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     result, final, timing = run_loop(
         cfg, workdir, dp=dp, model=model, params=params,
         step_spec=steps.StepSpec(objective, fp16=cfg.fp16, axis_name=dp.axis_name,
-                                 philox=dp.num_devices == 1),
+                                 philox=dp.num_devices == 1,
+                                 gather_params=dp.gather_params),
         evaluate=evaluate, main_metric=main_metric, batcher=batcher,
         batch_transform=transform, frozen=frozen, hooks=hooks, console=console,
         manifest=dict(data_files=data.files, extra=extra))
