@@ -128,12 +128,6 @@ class DataParallel:
             return jax.tree.map(lambda x: x[0], metrics)
         return metrics
 
-    @property
-    def gather_params(self):
-        """What train steps apply to the parameters they differentiate (StepSpec.gather_params):
-        under fsdp, Layout.gather_tables; otherwise nothing."""
-        return self.layout.gather_tables if self.layout.name == "fsdp" else None
-
     # -- compilation -------------------------------------------------------------------------
     def compile_train(self, step_fn, **static):
         """`step_fn(state, batch, rng, frozen, **static)` compiled for this mode (frozen: the

@@ -33,7 +33,7 @@ class StepSpec:
     axis_name: str | None = None  # set under pmap (DataParallel.axis_name)
     philox: bool = True  # Philox dropout keys (one device only, see dropout_key)
     # params -> params inside the differentiated loss, so that it shapes the gradient too:
-    # DataParallel.gather_params (fsdp: embedding tables whole for their lookups)
+    # the layout's Layout.gather_tables (fsdp: embedding tables whole; others: identity)
     gather_params: Callable[[Any], Any] | None = None
 
 

@@ -301,7 +301,7 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
         cfg, workdir, dp=dp, model=model, params=params,
         step_spec=steps.StepSpec(objective, fp16=cfg.fp16, axis_name=dp.axis_name,
                                  philox=dp.num_devices == 1,
-                                 gather_params=dp.gather_params),
+                                 gather_params=dp.layout.gather_tables),
         evaluate=evaluate, main_metric=main_metric, batcher=batcher,
         batch_transform=transform, frozen=frozen, hooks=hooks, console=console,
         manifest=dict(data_files=data.files, extra=extra))
