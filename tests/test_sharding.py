@@ -3,8 +3,9 @@
 One subprocess (XLA_FLAGS must be set before jax is imported) trains a tiny Transformer for a
 few AdamW steps (dropout on: threefry is partitionable, so masks do not depend on the layout)
 in three layouts on the same batches — replicated (8-way data parallel), tensor (4-way model x
-2-way data) and fsdp (params split 4-way, batch 8-way) — then writes the tensor-sharded state
-with orbax and restores it into the other two layouts. The test functions read its report.
+2-way data) and fsdp (params split 4-way, batch 8-way; and again split 2-way, "fsdp_2") — then
+writes the tensor-sharded state with orbax and restores it into every layout. The test
+functions read its report and its stderr (XLA's compile warnings).
 """
 
 import json
