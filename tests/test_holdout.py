@@ -85,3 +85,45 @@ def test_engine_evaluates_on_the_holdout_without_reading_dev(glue_dir, tmp_path)
     assert records[0]["dev"]["accuracy"] == pytest.approx(final["metrics"]["accuracy"], abs=1e-4)
     table = report.markdown_table(records, metric="accuracy", title="t")
     assert "| method | holdout accuracy |" in table
+
+
+def _teacher_manifest(tmp_path, name, *, task="rte", holdout_examples=None):
+    run = tmp_path / name
+    run.mkdir()
+    config = {} if holdout_examples is None else {"holdout_examples": holdout_examples}
+    (run / "manifest.json").write_text(json.dumps({"task": task, "config": config}))
+    return str(run)
+
+
+def test_a_teacher_that_trained_on_the_held_out_slice_is_refused(tmp_path):
+    from tkd_jax.distill.teachers import check_not_trained_on_holdout as check
+
+    full = _teacher_manifest(tmp_path, "full")  # a manifest from before holdouts: held out 0
+    with pytest.raises(ConfigError, match=r"config.holdout_examples=20: teacher run .*full "
+                                          r"trained on them \(it held out 0\)"):
+        check(full, task="rte", holdout_examples=20)
+    fewer = _teacher_manifest(tmp_path, "fewer", holdout_examples=10)
+    with pytest.raises(ConfigError, match=r"\(it held out 10\); expected a teacher trained "
+                                          r"with holdout_examples >= 20"):
+        check(fewer, task="rte", holdout_examples=20)
+    # nested slices: a teacher that held out as many or more never saw the student's slice
+    check(_teacher_manifest(tmp_path, "same", holdout_examples=20), task="rte",
+          holdout_examples=20)
+    check(_teacher_manifest(tmp_path, "more", holdout_examples=30), task="rte",
+          holdout_examples=20)
+    check(full, task="rte", holdout_examples=0)  # evaluating on dev: nothing to protect
+    check(_teacher_manifest(tmp_path, "sst2", task="sst2"), task="rte", holdout_examples=20)
+    with pytest.raises(ConfigError, match=r"missing.manifest.json: unreadable, so it cannot "
+                                          r"be told whether the teacher trained on the 20"):
+        check(str(tmp_path / "missing"), task="rte", holdout_examples=20)
+
+
+def test_the_engine_checks_the_teacher_before_loading_it(tmp_path):
+    # the teacher dir holds only a manifest: a load would fail with another error
+    config = tkd_jax.recipe_config("tkd")
+    config.task, config.model, config.quiet = "rte", "tiny", True
+    config.holdout_examples = 20
+    config.distill.teacher_runs = (_teacher_manifest(tmp_path, "teacher"),)
+    with pytest.raises(ConfigError, match=r"teacher run .*teacher trained on them"):
+        tkd_jax.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written

@@ -63,6 +63,32 @@ def load_teacher_run(run_dir: str, *, dtype) -> TeacherRun:
                       config_fingerprint=fingerprint, params_sha256=params_sha256(params))
 
 
+def check_not_trained_on_holdout(run_dir: str, *, task: str, holdout_examples: int) -> None:
+    """Refuse a teacher run that trained on the student's held-out slice of train.
+
+    A held-out evaluation is there to choose settings without dev, and a teacher that learned
+    the held-out examples would pass their answers on through its soft labels or copied
+    layers. The slice is the first N of one fixed permutation of train (data/holdout.py), so a
+    teacher of the same task that held out at least as many examples never saw it. Reads only
+    the teacher's manifest.json, before anything is loaded.
+    """
+    if holdout_examples <= 0:
+        return
+    path = pathlib.Path(run_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+        teacher_task = manifest["task"]
+        teacher_holdout = int(manifest["config"].get("holdout_examples", 0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{path}: unreadable, so it cannot be told whether the teacher "
+                          f"trained on the {holdout_examples} held-out examples "
+                          "(expected a finished run's manifest)") from None
+    if teacher_task == task and teacher_holdout < holdout_examples:
+        raise ConfigError(f"config.holdout_examples={holdout_examples}: teacher run {run_dir} "
+                          f"trained on them (it held out {teacher_holdout}); expected a "
+                          f"teacher trained with holdout_examples >= {holdout_examples}")
+
+
 def params_sha256(params) -> str:
     h = hashlib.sha256()
     for leaf in jax.tree.leaves(params):

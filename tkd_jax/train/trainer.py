@@ -250,8 +250,11 @@ def train_and_evaluate(config, workdir, *, hooks=(), argv: list[str] | None = No
     dtype = state_lib.compute_dtype(cfg.precision)
     needs_runs = cfg.recipe.distils or (cfg.init_from_teacher_layers
                                         and cfg.init_teacher_source == "run")
-    teachers = ([teachers_lib.load_teacher_run(r, dtype=dtype) for r in cfg.distill.teacher_runs]
-                if needs_runs else [])
+    run_dirs = cfg.distill.teacher_runs if needs_runs else ()
+    for r in run_dirs:
+        teachers_lib.check_not_trained_on_holdout(r, task=cfg.task.name,
+                                                  holdout_examples=cfg.holdout_examples)
+    teachers = [teachers_lib.load_teacher_run(r, dtype=dtype) for r in run_dirs]
     workdir.mkdir(parents=True, exist_ok=True)
 
     is_mlm = cfg.recipe.objective == "mlm"
