@@ -3,7 +3,7 @@
     python -m experiments.compress --run runs/mrpc/teacher \
         [--method fp32,bf16,int8_weight,int8_dynamic,magnitude,structured,...] \
         [--finetune EPOCHS] [--sparsity 0.5] [--scope global|layer] [--head_fraction 0.5] \
-        [--ffn_fraction 0.5] [--percentile 100] [--seed N] [--feature_weight W] \
+        [--ffn_fraction 0.5] [--percentile 100] [--seed N] [--alpha 0.5] [--feature_weight W] \
         [--out results/compression/mrpc/teacher]
 
 Argument checks, then the library's study (``tkd_jax.compress.study.compress_run``): for each
@@ -40,6 +40,9 @@ def parse(argv):
     p.add_argument("--learning_rate", type=float, default=0.0, help="0 = the run's")
     p.add_argument("--seed", type=int, default=None,
                    help="recovery fine-tuning / head-importance seed (default: the run's)")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="recovery: weight of the uncompressed model's soft labels "
+                        "(1 - alpha on the task labels)")
     p.add_argument("--feature_weight", type=float, default=0.0,
                    help="recovery: weight of hidden-state MSE to the uncompressed model")
     p.add_argument("--repeats", type=int, default=40, help="timed rounds at batch 1")
@@ -57,6 +60,8 @@ def parse(argv):
         raise ConfigError(f"--percentile={args.percentile}: expected in (0, 100]")
     if args.seed is not None and args.seed < 0:
         raise ConfigError(f"--seed={args.seed}: expected a non-negative integer")
+    if not 0.0 <= args.alpha <= 1.0:  # also rejects nan
+        raise ConfigError(f"--alpha={args.alpha}: expected a weight in [0, 1]")
     if not args.feature_weight >= 0.0:  # also rejects nan
         raise ConfigError(f"--feature_weight={args.feature_weight}: expected a number >= 0")
     if args.finetune < 0 or args.repeats < 1 or args.repeats_b32 < 1:
@@ -72,7 +77,7 @@ def main(argv: list[str]) -> int:
         scope=args.scope, head_fraction=args.head_fraction, ffn_fraction=args.ffn_fraction,
         percentile=args.percentile, learning_rate=args.learning_rate, repeats=args.repeats,
         repeats_b32=args.repeats_b32, data_dir=args.data_dir, seed=args.seed,
-        feature_weight=args.feature_weight)
+        alpha=args.alpha, feature_weight=args.feature_weight)
     out = report.write(records, args.run, args.out or None,
                        settings={k: v for k, v in vars(args).items() if k != "methods"},
                        command="python -m experiments.compress " + " ".join(argv),

@@ -13,6 +13,7 @@ from tests.experiment_utils import run_cli
     (["--percentile", "0"], "--percentile=0.0: expected in (0, 100]"),
     (["--seed", "-1"], "--seed=-1: expected a non-negative integer"),
     (["--feature_weight", "nan"], "--feature_weight=nan: expected a number >= 0"),
+    (["--alpha", "1.5"], "--alpha=1.5: expected a weight in [0, 1]"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     r = run_cli(["--run", str(tmp_path), *args], module="experiments.compress", timeout=300)

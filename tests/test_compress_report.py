@@ -100,3 +100,7 @@ def test_settings_of_names_only_what_a_method_depends_on():
     assert "feature_weight" not in study.settings_of("magnitude", **knobs, feature_weight=0.0)
     assert "feature_weight" not in study.settings_of("int8_dynamic", **knobs, feature_weight=2.0)
     assert "seed" not in study.settings_of("magnitude", **knobs, seed=None)
+    # the recovery's soft-label weight: named when it is not the default 0.5
+    assert study.settings_of("structured", **knobs, alpha=1.0)["alpha"] == 1.0
+    assert "alpha" not in study.settings_of("magnitude", **knobs, alpha=0.5)
+    assert "alpha" not in study.settings_of("magnitude_oneshot", **knobs, alpha=1.0)

@@ -41,6 +41,7 @@ class Context:
     ffn_fraction: float = 0.5
     percentile: float = 100.0
     importance_examples: int = 512
+    alpha: float = 0.5  # recovery: weight of the uncompressed model's soft labels (eq 9)
     feature_weight: float = 0.0  # recovery: + hidden-state MSE to the uncompressed model
     seed: int = 0
     log: Callable = print
@@ -79,9 +80,9 @@ def _finetune(ctx: Context, module, params, **kw):
         module, params, ctx.encoded_train, num_labels=ctx.spec.num_labels,
         regression=ctx.spec.is_regression, teacher=(ctx.module, ctx.params),
         epochs=ctx.finetune_epochs, learning_rate=ctx.learning_rate,
-        batch_size=ctx.batch_size, seed=ctx.seed, feature_weight=ctx.feature_weight, log=ctx.log,
-        **kw)
-    teacher = "the uncompressed model (online soft labels, alpha 0.5, T 1"
+        batch_size=ctx.batch_size, seed=ctx.seed, alpha=ctx.alpha,
+        feature_weight=ctx.feature_weight, log=ctx.log, **kw)
+    teacher = f"the uncompressed model (online soft labels, alpha {ctx.alpha:g}, T 1"
     teacher += f"; hidden-state MSE x {ctx.feature_weight})" if ctx.feature_weight else ")"
     return out, {"finetune_epochs": ctx.finetune_epochs, "finetune_steps": stats["steps"],
                  "finetune_seconds": stats["seconds"], "finetune_final_loss": stats["final_loss"],

@@ -30,12 +30,13 @@ DEFAULT_METHODS = ("fp32", "bf16", "int8_weight", "int8_weight_bf16", "int8_dyna
 
 
 def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_fraction,
-                finetune, learning_rate, seed=None, feature_weight=0.0) -> dict:
+                finetune, learning_rate, seed=None, alpha=0.5, feature_weight=0.0) -> dict:
     """The settings a method's file depends on (a file is reused only if they are equal).
 
     ``seed`` (recovery batches and dropout, head-importance batches) is named only when it
-    is not the run's own (None), and ``feature_weight`` only when it is used, so files written
-    before these options existed stay reusable.
+    is not the run's own (None), ``alpha`` only when it is not the default 0.5 and
+    ``feature_weight`` only when it is used, so files written before these options existed
+    stay reusable.
     """
     s = {"method": method, "percentile": percentile}
     if method.startswith("magnitude"):
@@ -44,6 +45,8 @@ def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_
         s.update(head_fraction=head_fraction, ffn_fraction=ffn_fraction)
     if method in methods_lib.FINETUNED:
         s.update(finetune=finetune, learning_rate=learning_rate)
+        if alpha != 0.5:
+            s.update(alpha=alpha)
         if feature_weight:
             s.update(feature_weight=feature_weight)
     if seed is not None and (method in methods_lib.FINETUNED or method.startswith("structured")):
@@ -114,7 +117,8 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
                  ffn_fraction: float = 0.5, percentile: float = 100.0,
                  learning_rate: float = 0.0, repeats: int = 40, repeats_b32: int = 10,
                  data_dir: str | None = None, seq: int = 128, seed: int | None = None,
-                 feature_weight: float = 0.0, log: Callable = print) -> list[dict]:
+                 alpha: float = 0.5, feature_weight: float = 0.0,
+                 log: Callable = print) -> list[dict]:
     """One record per method (see the module docstring); ``learning_rate`` 0 = the run's.
 
     ``seed``: the seed of recovery fine-tuning and head importance, None = the run's own. A
@@ -122,7 +126,9 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     ``<run>/compressed/seed<N>/`` so the run-seed files stay.
 
     ``finetune`` is the recovery fine-tuning epochs of the methods in ``methods.FINETUNED``;
-    ``feature_weight`` > 0 adds hidden-state distillation from the uncompressed model to it;
+    ``alpha`` the weight of the uncompressed model's soft labels in it (paper eq 9; 1 - alpha
+    on the task labels); ``feature_weight`` > 0 adds hidden-state distillation from the
+    uncompressed model to it;
     ``repeats`` / ``repeats_b32`` the timed rounds at batch 1 / 32; ``seq`` the timed
     sequence length.
     """
@@ -141,10 +147,12 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
         finetune_epochs=finetune, learning_rate=learning_rate or float(run_config.learning_rate),
         batch_size=int(run_config.batch_size), sparsity=sparsity, scope=scope,
         head_fraction=head_fraction, ffn_fraction=ffn_fraction, percentile=percentile,
-        seed=own_seed if seed is None else seed, feature_weight=feature_weight, log=log)
+        seed=own_seed if seed is None else seed, alpha=alpha, feature_weight=feature_weight,
+        log=log)
     knobs = dict(percentile=percentile, sparsity=sparsity, scope=scope,
                  head_fraction=head_fraction, ffn_fraction=ffn_fraction, finetune=finetune,
-                 learning_rate=learning_rate, seed=seed, feature_weight=feature_weight)
+                 learning_rate=learning_rate, seed=seed, alpha=alpha,
+                 feature_weight=feature_weight)
     records = [produce(ctx, m, settings_of(m, **knobs), workdir, log) for m in names]
     del ctx
     models = evaluate_files(records, workdir, spec, encoded[spec.eval_splits[0]], log=log)
