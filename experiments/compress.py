@@ -40,7 +40,7 @@ def parse(argv):
     p.add_argument("--learning_rate", type=float, default=0.0, help="0 = the run's")
     p.add_argument("--seed", type=int, default=None,
                    help="recovery fine-tuning / head-importance seed (default: the run's)")
-    p.add_argument("--alpha", type=float, default=0.5,
+    p.add_argument("--alpha", type=float, default=methods.DEFAULT_ALPHA,
                    help="recovery: weight of the uncompressed model's soft labels "
                         "(1 - alpha on the task labels)")
     p.add_argument("--feature_weight", type=float, default=0.0,

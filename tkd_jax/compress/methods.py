@@ -23,6 +23,10 @@ from tkd_jax.compress import int8, magnitude, qat, structured
 from tkd_jax.errors import ConfigError
 from tkd_jax.models.transformer import Transformer, TransformerConfig
 
+# The recovery's weight of the uncompressed model's soft labels (eq 9) unless asked otherwise:
+# every committed study before --alpha existed used it, and their files' settings omit it.
+DEFAULT_ALPHA = 0.5
+
 
 @dataclasses.dataclass
 class Context:
@@ -41,7 +45,7 @@ class Context:
     ffn_fraction: float = 0.5
     percentile: float = 100.0
     importance_examples: int = 512
-    alpha: float = 0.5  # recovery: weight of the uncompressed model's soft labels (eq 9)
+    alpha: float = DEFAULT_ALPHA  # recovery: weight of the uncompressed model's soft labels
     feature_weight: float = 0.0  # recovery: + hidden-state MSE to the uncompressed model
     seed: int = 0
     log: Callable = print

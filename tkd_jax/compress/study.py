@@ -30,11 +30,12 @@ DEFAULT_METHODS = ("fp32", "bf16", "int8_weight", "int8_weight_bf16", "int8_dyna
 
 
 def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_fraction,
-                finetune, learning_rate, seed=None, alpha=0.5, feature_weight=0.0) -> dict:
+                finetune, learning_rate, seed=None, alpha=methods_lib.DEFAULT_ALPHA,
+                feature_weight=0.0) -> dict:
     """The settings a method's file depends on (a file is reused only if they are equal).
 
     ``seed`` (recovery batches and dropout, head-importance batches) is named only when it
-    is not the run's own (None), ``alpha`` only when it is not the default 0.5 and
+    is not the run's own (None), ``alpha`` only when it is not the default and
     ``feature_weight`` only when it is used, so files written before these options existed
     stay reusable.
     """
@@ -45,7 +46,7 @@ def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_
         s.update(head_fraction=head_fraction, ffn_fraction=ffn_fraction)
     if method in methods_lib.FINETUNED:
         s.update(finetune=finetune, learning_rate=learning_rate)
-        if alpha != 0.5:
+        if alpha != methods_lib.DEFAULT_ALPHA:
             s.update(alpha=alpha)
         if feature_weight:
             s.update(feature_weight=feature_weight)
@@ -117,7 +118,7 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
                  ffn_fraction: float = 0.5, percentile: float = 100.0,
                  learning_rate: float = 0.0, repeats: int = 40, repeats_b32: int = 10,
                  data_dir: str | None = None, seq: int = 128, seed: int | None = None,
-                 alpha: float = 0.5, feature_weight: float = 0.0,
+                 alpha: float = methods_lib.DEFAULT_ALPHA, feature_weight: float = 0.0,
                  log: Callable = print) -> list[dict]:
     """One record per method (see the module docstring); ``learning_rate`` 0 = the run's.
 
