@@ -244,7 +244,7 @@ def test_recovery_alpha_one_learns_from_the_soft_labels_only(tiny):
                               finetune_epochs=1, learning_rate=1e-3, batch_size=8,
                               alpha=alpha, log=lambda s: None)
         product = methods.METHODS["magnitude"](ctx)
-        assert "alpha " + f"{alpha:g}" in product.info["finetune_teacher"]
+        assert f"alpha {alpha:g}" in product.info["finetune_teacher"]
         return traverse_util.flatten_dict(product.params)
 
     def same(a, b):
