@@ -4,6 +4,7 @@
         [--method fp32,bf16,int8_weight,int8_dynamic,magnitude,structured,...] \
         [--finetune EPOCHS] [--sparsity 0.5] [--scope global|layer] [--head_fraction 0.5] \
         [--ffn_fraction 0.5] [--percentile 100] [--seed N] [--alpha 0.5] [--feature_weight W] \
+        [--augment_copies N] \
         [--out results/compression/mrpc/teacher]
 
 Argument checks, then the library's study (``tkd_jax.compress.study.compress_run``): for each
@@ -45,6 +46,9 @@ def parse(argv):
                         "(1 - alpha on the task labels)")
     p.add_argument("--feature_weight", type=float, default=0.0,
                    help="recovery: weight of hidden-state MSE to the uncompressed model")
+    p.add_argument("--augment_copies", type=int, default=0,
+                   help="recovery: add N word-replacement views of each train row "
+                        "(labelled by the uncompressed model's soft labels; use --alpha 1)")
     p.add_argument("--repeats", type=int, default=40, help="timed rounds at batch 1")
     p.add_argument("--repeats_b32", type=int, default=10, help="timed rounds at batch 32")
     p.add_argument("--out", default="", help="default results/compression/<task>/<run name>")
@@ -64,6 +68,8 @@ def parse(argv):
         raise ConfigError(f"--alpha={args.alpha}: expected a weight in [0, 1]")
     if not args.feature_weight >= 0.0:  # also rejects nan
         raise ConfigError(f"--feature_weight={args.feature_weight}: expected a number >= 0")
+    if args.augment_copies < 0:
+        raise ConfigError(f"--augment_copies={args.augment_copies}: expected an integer >= 0")
     if args.finetune < 0 or args.repeats < 1 or args.repeats_b32 < 1:
         raise ConfigError("--finetune must be >= 0 and --repeats / --repeats_b32 >= 1")
     return args
@@ -77,7 +83,8 @@ def main(argv: list[str]) -> int:
         scope=args.scope, head_fraction=args.head_fraction, ffn_fraction=args.ffn_fraction,
         percentile=args.percentile, learning_rate=args.learning_rate, repeats=args.repeats,
         repeats_b32=args.repeats_b32, data_dir=args.data_dir, seed=args.seed,
-        alpha=args.alpha, feature_weight=args.feature_weight)
+        alpha=args.alpha, feature_weight=args.feature_weight,
+        augment_copies=args.augment_copies)
     out = report.write(records, args.run, args.out or None,
                        settings={k: v for k, v in vars(args).items() if k != "methods"},
                        command="python -m experiments.compress " + " ".join(argv),

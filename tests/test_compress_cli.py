@@ -14,6 +14,7 @@ from tests.experiment_utils import run_cli
     (["--seed", "-1"], "--seed=-1: expected a non-negative integer"),
     (["--feature_weight", "nan"], "--feature_weight=nan: expected a number >= 0"),
     (["--alpha", "1.5"], "--alpha=1.5: expected a weight in [0, 1]"),
+    (["--augment_copies", "-1"], "--augment_copies=-1: expected an integer >= 0"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, message):
     r = run_cli(["--run", str(tmp_path), *args], module="experiments.compress", timeout=300)

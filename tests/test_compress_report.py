@@ -104,3 +104,6 @@ def test_settings_of_names_only_what_a_method_depends_on():
     assert study.settings_of("structured", **knobs, alpha=1.0)["alpha"] == 1.0
     assert "alpha" not in study.settings_of("magnitude", **knobs, alpha=0.5)
     assert "alpha" not in study.settings_of("magnitude_oneshot", **knobs, alpha=1.0)
+    assert study.settings_of("magnitude", **knobs, augment_copies=2)["augment_copies"] == 2
+    assert "augment_copies" not in study.settings_of("magnitude", **knobs, augment_copies=0)
+    assert "augment_copies" not in study.settings_of("bf16", **knobs, augment_copies=2)

@@ -1,6 +1,7 @@
 """The paper's preprocessing steps: each switchable, each reporting its counts."""
 
 import collections
+import types
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from tkd_jax.data import (
     preprocess,
     remove_punctuation,
 )
-from tkd_jax.data.neighbors import embedding_neighbors
+from tkd_jax.data.neighbors import embedding_neighbors, split_neighbors
 from tkd_jax.errors import ConfigError
 
 
@@ -170,6 +171,13 @@ def test_embedding_neighbors_against_brute_force():
         assert got == tuple(t for _, t in sims[:2])
     strict = embedding_neighbors(vocab, emb, ["cat"], k=5, min_similarity=0.99)
     assert strict == {"cat": ("dog",)}
+    # a split's words, the vocabulary in the tokenizer's id order (ids shuffled here)
+    order = rng.permutation(len(vocab))
+    tokenizer = types.SimpleNamespace(get_vocab=lambda: {vocab[i]: int(r)
+                                                         for r, i in enumerate(order)})
+    split = make(["the Cat ran"], [1], ["dog run"])
+    assert split_neighbors(split, tokenizer, emb[order], k=2) == embedding_neighbors(
+        vocab, emb, ["the", "Cat", "ran", "dog", "run"], k=2)
 
 def test_config_validation():
     assert PreprocessConfig(augment="none").augment == ()

@@ -53,7 +53,10 @@ def test_config_checks_and_redirects_the_evaluation_split():
         RunConfig.from_config_dict(m)
 
 
-def test_engine_evaluates_on_the_holdout_without_reading_dev(glue_dir, tmp_path):
+@pytest.fixture(scope="module")
+def holdout_run(glue_dir, tmp_path_factory):
+    """(directory, final metrics) of a tiny RTE run with a 20-example holdout and no dev.tsv."""
+    tmp_path = tmp_path_factory.mktemp("holdout")
     data = tmp_path / "glue" / "RTE"
     data.mkdir(parents=True)
     shutil.copy(glue_dir / "RTE" / "train.tsv", data / "train.tsv")  # no dev.tsv at all
@@ -62,7 +65,11 @@ def test_engine_evaluates_on_the_holdout_without_reading_dev(glue_dir, tmp_path)
     config.max_len, config.batch_size, config.eval_batch_size = 64, 16, 16
     config.max_train_examples, config.holdout_examples = 32, 20
     config.num_train_steps, config.quiet = 2, True
-    final = tkd_jax.train_and_evaluate(config, tmp_path / "run")
+    return tmp_path, tkd_jax.train_and_evaluate(config, tmp_path / "run")
+
+
+def test_engine_evaluates_on_the_holdout_without_reading_dev(holdout_run):
+    tmp_path, final = holdout_run
     assert final["split"] == "holdout" and final["steps"] == 2
 
     full = load_task("rte", data_dir=tmp_path / "glue", splits="train").splits["train"]
@@ -86,6 +93,42 @@ def test_engine_evaluates_on_the_holdout_without_reading_dev(glue_dir, tmp_path)
     table = report.markdown_table(records, metric="accuracy", title="t")
     assert "| method | holdout accuracy |" in table
 
+
+
+def test_recovery_trains_on_augmented_views_of_the_runs_train_split(holdout_run):
+    """``augment_copies``: train, then that many word-replacement views of each train row
+    (never of the held-out slice), the same for the same seed; the recovery trains on them."""
+    from tkd_jax.compress import study
+
+    tmp_path, _ = holdout_run
+    run, glue = tmp_path / "run", tmp_path / "glue"
+    _, params, _ = run_io.load_run(run)
+    emb = params["embeddings"]["word_embeddings"]["embedding"]
+
+    def augmented(seed):
+        _, enc, _ = run_io.load_run_data(run, data_dir=glue, augment_copies=2,
+                                         word_embeddings=emb, augment_seed=seed)
+        return enc
+
+    def ids(split):
+        return [row.tolist() for row in split.input_ids]
+
+    enc = augmented(3)
+    train, views = ids(enc["train"]), ids(enc["train_augmented"])
+    assert set(enc) == {"train", "holdout", "train_augmented"} and len(views) == 3 * 32
+    assert views[:32] == train  # the rows themselves first
+    assert np.array_equal(enc["train_augmented"].label, np.tile(enc["train"].label, 3))
+    changed = sum(views[32 + i] != train[i % 32] for i in range(64))
+    assert 32 < changed <= 64  # at p 0.3 per word nearly every RTE pair has a word replaced
+    assert ids(augmented(3)["train_augmented"]) == views
+    assert ids(augmented(4)["train_augmented"]) != views
+
+    rec, = study.compress_run(run, methods=["magnitude"], finetune=1, augment_copies=1,
+                              alpha=1.0, repeats=1, repeats_b32=1, seq=16, data_dir=str(glue),
+                              log=lambda *_: None)
+    assert rec["settings"]["augment_copies"] == 1 and rec["settings"]["alpha"] == 1.0
+    assert rec["info"]["finetune_examples"] == 64 and rec["info"]["finetune_steps"] == 4
+    assert rec["info"]["sparsity"]["prunable"] == pytest.approx(0.5, abs=0.01)
 
 def _teacher_manifest(tmp_path, name, *, task="rte", holdout_examples=None):
     run = tmp_path / name

@@ -30,12 +30,15 @@ DEFAULT_ALPHA = 0.5
 
 @dataclasses.dataclass
 class Context:
-    """What every method may use. ``encoded_train`` is the run's training split."""
+    """What every method may use. ``encoded_train`` is the run's training split;
+    ``recovery_train``, when given, what recovery fine-tuning trains on instead (e.g. train
+    plus augmented views of it); head importance always reads ``encoded_train``."""
 
     module: Transformer
     params: dict
     spec: Any  # tkd_jax.data TaskSpec
     encoded_train: Any
+    recovery_train: Any = None
     finetune_epochs: int = 2
     learning_rate: float = 5e-5
     batch_size: int = 32
@@ -50,6 +53,10 @@ class Context:
     seed: int = 0
     log: Callable = print
     cache: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def recovery_data(self):
+        return self.encoded_train if self.recovery_train is None else self.recovery_train
 
 
 @dataclasses.dataclass
@@ -81,7 +88,7 @@ def _finetune(ctx: Context, module, params, **kw):
     if ctx.finetune_epochs <= 0:
         return params, {"finetune_epochs": 0, "finetune_seconds": 0.0}
     out, stats = finetune_lib.finetune(
-        module, params, ctx.encoded_train, num_labels=ctx.spec.num_labels,
+        module, params, ctx.recovery_data, num_labels=ctx.spec.num_labels,
         regression=ctx.spec.is_regression, teacher=(ctx.module, ctx.params),
         epochs=ctx.finetune_epochs, learning_rate=ctx.learning_rate,
         batch_size=ctx.batch_size, seed=ctx.seed, alpha=ctx.alpha,
@@ -90,7 +97,7 @@ def _finetune(ctx: Context, module, params, **kw):
     teacher += f"; hidden-state MSE x {ctx.feature_weight})" if ctx.feature_weight else ")"
     return out, {"finetune_epochs": ctx.finetune_epochs, "finetune_steps": stats["steps"],
                  "finetune_seconds": stats["seconds"], "finetune_final_loss": stats["final_loss"],
-                 "finetune_teacher": teacher,
+                 "finetune_teacher": teacher, "finetune_examples": len(ctx.recovery_data),
                  "finetune_learning_rate": ctx.learning_rate}
 
 
@@ -125,7 +132,7 @@ def int8_dynamic(ctx):
 def _magnitude(ctx, finetune: bool):
     info = {"sparsity_target": ctx.sparsity, "scope": ctx.scope}
     if finetune and ctx.finetune_epochs > 0:
-        steps = math.ceil(len(ctx.encoded_train) / ctx.batch_size) * ctx.finetune_epochs
+        steps = math.ceil(len(ctx.recovery_data) / ctx.batch_size) * ctx.finetune_epochs
         sched = {"final_sparsity": ctx.sparsity, "begin": 0, "end": steps // 2,
                  "frequency": max(1, steps // 20), "scope": ctx.scope}
         params, ft = _finetune(ctx, ctx.module, ctx.params, prune=sched)

@@ -4,11 +4,14 @@
 run loader (``tkd_jax.train.runs``). Data is re-read with the run's own preprocessing settings
 (manifest.json) and its saved tokenizer (tokenizer.json), so dev examples are encoded
 exactly as the run saw them; training-time augmentation is not repeated for recovery
-fine-tuning.
+fine-tuning. ``load_run_data(augment_copies=N)`` adds a recovery set of its own instead: train
+plus N replacement-augmented views of each row (TinyBERT-style), for distilling the
+uncompressed model's outputs on more inputs than the task's few thousand rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -18,6 +21,7 @@ import numpy as np
 
 from tkd_jax import data as data_lib
 from tkd_jax import metrics as metrics_lib
+from tkd_jax.data.neighbors import split_neighbors
 from tkd_jax.errors import CheckpointError
 from tkd_jax.models.transformer import Transformer
 
@@ -52,9 +56,18 @@ def run_manifest(run_dir) -> dict:
         raise CheckpointError(f"{path}: cannot read run manifest ({type(e).__name__})") from None
 
 
-def load_run_data(run_dir, *, data_dir: str | None = None):
+def load_run_data(run_dir, *, data_dir: str | None = None, augment_copies: int = 0,
+                  word_embeddings=None, augment_seed: int = 0):
     """(task spec, encoded splits {"train", dev... or "holdout"}, run config) as the run
-    encoded them (a run with ``holdout_examples`` evaluates on its held-out slice of train)."""
+    encoded them (a run with ``holdout_examples`` evaluates on its held-out slice of train).
+
+    ``augment_copies`` > 0 adds "train_augmented": train followed by that many views of each
+    row with words replaced by their neighbours in ``word_embeddings`` (the run's own
+    [vocab, hidden] table, rows in tokenizer-id order; ``data.neighbors``), at the run's
+    ``preprocess.augment_replace_prob`` and ``augment_neighbors``, seeded by ``augment_seed``.
+    A view keeps its row's label, so only a recovery that weighs the uncompressed model's soft
+    labels alone (alpha 1) is supervised correctly on the views that change meaning.
+    """
     from tokenizers import Tokenizer
 
     run_dir = pathlib.Path(run_dir)
@@ -78,6 +91,14 @@ def load_run_data(run_dir, *, data_dir: str | None = None):
     for name, split in raw.items():
         split, _ = data_lib.preprocess(split, pcfg, is_train=name == "train")
         encoded[name] = data_lib.encode_split(tokenizer, split, max_len=int(config.max_len))
+    if augment_copies > 0:
+        neighbors = split_neighbors(raw["train"], tokenizer, word_embeddings,
+                                    k=pcfg.augment_neighbors)
+        acfg = dataclasses.replace(pcfg, augment=("replace",), augment_copies=augment_copies,
+                                   neighbors=neighbors, seed=augment_seed)
+        split, _ = data_lib.preprocess(raw["train"], acfg, is_train=True)
+        encoded["train_augmented"] = data_lib.encode_split(tokenizer, split,
+                                                           max_len=int(config.max_len))
     return spec, encoded, config
 
 

@@ -31,13 +31,13 @@ DEFAULT_METHODS = ("fp32", "bf16", "int8_weight", "int8_weight_bf16", "int8_dyna
 
 def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_fraction,
                 finetune, learning_rate, seed=None, alpha=methods_lib.DEFAULT_ALPHA,
-                feature_weight=0.0) -> dict:
+                feature_weight=0.0, augment_copies=0) -> dict:
     """The settings a method's file depends on (a file is reused only if they are equal).
 
     ``seed`` (recovery batches and dropout, head-importance batches) is named only when it
     is not the run's own (None), ``alpha`` only when it is not the default and
-    ``feature_weight`` only when it is used, so files written before these options existed
-    stay reusable.
+    ``feature_weight`` and ``augment_copies`` only when they are used, so files written before
+    these options existed stay reusable.
     """
     s = {"method": method, "percentile": percentile}
     if method.startswith("magnitude"):
@@ -50,6 +50,8 @@ def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_
             s.update(alpha=alpha)
         if feature_weight:
             s.update(feature_weight=feature_weight)
+        if augment_copies:
+            s.update(augment_copies=augment_copies)
     if seed is not None and (method in methods_lib.FINETUNED or method.startswith("structured")):
         s.update(seed=seed)
     return s
@@ -119,7 +121,7 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
                  learning_rate: float = 0.0, repeats: int = 40, repeats_b32: int = 10,
                  data_dir: str | None = None, seq: int = 128, seed: int | None = None,
                  alpha: float = methods_lib.DEFAULT_ALPHA, feature_weight: float = 0.0,
-                 log: Callable = print) -> list[dict]:
+                 augment_copies: int = 0, log: Callable = print) -> list[dict]:
     """One record per method (see the module docstring); ``learning_rate`` 0 = the run's.
 
     ``seed``: the seed of recovery fine-tuning and head importance, None = the run's own. A
@@ -129,7 +131,8 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     ``finetune`` is the recovery fine-tuning epochs of the methods in ``methods.FINETUNED``;
     ``alpha`` the weight of the uncompressed model's soft labels in it (paper eq 9; 1 - alpha
     on the task labels); ``feature_weight`` > 0 adds hidden-state distillation from the
-    uncompressed model to it;
+    uncompressed model to it; ``augment_copies`` > 0 recovers on train plus that many
+    word-replacement views of each row (``run_io.load_run_data``), seeded by the recovery seed;
     ``repeats`` / ``repeats_b32`` the timed rounds at batch 1 / 32; ``seq`` the timed
     sequence length.
     """
@@ -137,14 +140,18 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     names = methods_lib.check_methods(names)
     run_dir = pathlib.Path(run_dir)
     module, params, _ = run_io.load_run(run_dir)
-    spec, encoded, run_config = run_io.load_run_data(run_dir, data_dir=data_dir)
-    own_seed = int(run_config.seed)
+    own_seed = int(run_io.run_manifest(run_dir)["config"]["seed"])
+    spec, encoded, run_config = run_io.load_run_data(
+        run_dir, data_dir=data_dir, augment_copies=augment_copies,
+        word_embeddings=params["embeddings"]["word_embeddings"]["embedding"],
+        augment_seed=own_seed if seed is None else seed)
     seed = None if seed == own_seed else seed  # None: the run's own seed and file directory
     workdir = run_dir / "compressed" / (f"seed{seed}" if seed is not None else "")
     workdir.mkdir(parents=True, exist_ok=True)
     # The context (and the fine-tuned models it caches) lives only while the files are made.
     ctx = methods_lib.Context(
         module=module, params=params, spec=spec, encoded_train=encoded["train"],
+        recovery_train=encoded.get("train_augmented"),
         finetune_epochs=finetune, learning_rate=learning_rate or float(run_config.learning_rate),
         batch_size=int(run_config.batch_size), sparsity=sparsity, scope=scope,
         head_fraction=head_fraction, ffn_fraction=ffn_fraction, percentile=percentile,
@@ -153,7 +160,7 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     knobs = dict(percentile=percentile, sparsity=sparsity, scope=scope,
                  head_fraction=head_fraction, ffn_fraction=ffn_fraction, finetune=finetune,
                  learning_rate=learning_rate, seed=seed, alpha=alpha,
-                 feature_weight=feature_weight)
+                 feature_weight=feature_weight, augment_copies=augment_copies)
     records = [produce(ctx, m, settings_of(m, **knobs), workdir, log) for m in names]
     del ctx
     models = evaluate_files(records, workdir, spec, encoded[spec.eval_splits[0]], log=log)

@@ -68,3 +68,12 @@ def embedding_neighbors(
             if kept:
                 table[word] = tuple(kept)
     return table
+
+
+def split_neighbors(split, tokenizer, word_embeddings, *, k: int = 10):
+    """:func:`embedding_neighbors` of every word of ``split`` (both texts), in the space of
+    ``word_embeddings`` ([vocab, d], row i the token of ``tokenizer`` id i)."""
+    vocab_ids = tokenizer.get_vocab()
+    vocab = sorted(vocab_ids, key=vocab_ids.get)  # token of id i at position i
+    words = {w for texts in (split.text_a, split.text_b or ()) for t in texts for w in t.split()}
+    return embedding_neighbors(vocab, np.asarray(word_embeddings), words, k=k)

@@ -20,7 +20,7 @@ import numpy as np
 from tkd_jax.data.batching import run_bucket_lengths
 from tkd_jax.data.examples import Split
 from tkd_jax.data.holdout import load_run_splits
-from tkd_jax.data.neighbors import embedding_neighbors
+from tkd_jax.data.neighbors import split_neighbors
 from tkd_jax.data.preprocess import preprocess
 from tkd_jax.data.report import format_report, inspect_data
 from tkd_jax.data.sources import load_task
@@ -60,11 +60,8 @@ def load_data(cfg, pretrained, workdir: pathlib.Path | None) -> TaskSplits:
 
 def replacement_table(split, pretrained, *, k: int):
     """Neighbours of the split's words in the pretrained teacher's word-embedding space."""
-    vocab_ids = pretrained.tokenizer.get_vocab()
-    vocab = sorted(vocab_ids, key=vocab_ids.get)  # token of id i at position i
     table = pretrained.encoder[1]["embeddings"]["word_embeddings"]["embedding"]
-    words = {w for texts in (split.text_a, split.text_b or ()) for t in texts for w in t.split()}
-    return embedding_neighbors(vocab, np.asarray(table), words, k=k)
+    return split_neighbors(split, pretrained.tokenizer, table, k=k)
 
 
 def make_tokenizer(cfg, train_split, pretrained, workdir):
