@@ -57,14 +57,15 @@ def run_manifest(run_dir) -> dict:
 
 
 def load_run_data(run_dir, *, data_dir: str | None = None, augment_copies: int = 0,
-                  word_embeddings=None, augment_seed: int = 0):
+                  word_embeddings=None, augment_seed: int | None = None):
     """(task spec, encoded splits {"train", dev... or "holdout"}, run config) as the run
     encoded them (a run with ``holdout_examples`` evaluates on its held-out slice of train).
 
     ``augment_copies`` > 0 adds "train_augmented": train followed by that many views of each
     row with words replaced by their neighbours in ``word_embeddings`` (the run's own
     [vocab, hidden] table, rows in tokenizer-id order; ``data.neighbors``), at the run's
-    ``preprocess.augment_replace_prob`` and ``augment_neighbors``, seeded by ``augment_seed``.
+    ``preprocess.augment_replace_prob`` and ``augment_neighbors``, seeded by ``augment_seed``
+    (None: the run's seed).
     A view keeps its row's label, so only a recovery that weighs the uncompressed model's soft
     labels alone (alpha 1) is supervised correctly on the views that change meaning.
     """
@@ -95,7 +96,8 @@ def load_run_data(run_dir, *, data_dir: str | None = None, augment_copies: int =
         neighbors = split_neighbors(raw["train"], tokenizer, word_embeddings,
                                     k=pcfg.augment_neighbors)
         acfg = dataclasses.replace(pcfg, augment=("replace",), augment_copies=augment_copies,
-                                   neighbors=neighbors, seed=augment_seed)
+                                   neighbors=neighbors,
+                                   seed=pcfg.seed if augment_seed is None else augment_seed)
         split, _ = data_lib.preprocess(raw["train"], acfg, is_train=True)
         encoded["train_augmented"] = data_lib.encode_split(tokenizer, split,
                                                            max_len=int(config.max_len))

@@ -140,11 +140,10 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     names = methods_lib.check_methods(names)
     run_dir = pathlib.Path(run_dir)
     module, params, _ = run_io.load_run(run_dir)
-    own_seed = int(run_io.run_manifest(run_dir)["config"]["seed"])
     spec, encoded, run_config = run_io.load_run_data(
         run_dir, data_dir=data_dir, augment_copies=augment_copies,
-        word_embeddings=params["embeddings"]["word_embeddings"]["embedding"],
-        augment_seed=own_seed if seed is None else seed)
+        word_embeddings=params["embeddings"]["word_embeddings"]["embedding"], augment_seed=seed)
+    own_seed = int(run_config.seed)
     seed = None if seed == own_seed else seed  # None: the run's own seed and file directory
     workdir = run_dir / "compressed" / (f"seed{seed}" if seed is not None else "")
     workdir.mkdir(parents=True, exist_ok=True)
