@@ -140,8 +140,9 @@ def compress_run(run_dir, *, methods: Sequence[str] = DEFAULT_METHODS, finetune:
     names = methods_lib.check_methods(names)
     run_dir = pathlib.Path(run_dir)
     module, params, _ = run_io.load_run(run_dir)
-    spec, encoded, run_config = run_io.load_run_data(
-        run_dir, data_dir=data_dir, augment_copies=augment_copies,
+    recovers = finetune > 0 and any(m in methods_lib.FINETUNED for m in names)
+    spec, encoded, run_config = run_io.load_run_data(  # views only for a method that recovers
+        run_dir, data_dir=data_dir, augment_copies=augment_copies if recovers else 0,
         word_embeddings=params["embeddings"]["word_embeddings"]["embedding"], augment_seed=seed)
     own_seed = int(run_config.seed)
     seed = None if seed == own_seed else seed  # None: the run's own seed and file directory
