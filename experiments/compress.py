@@ -1,8 +1,8 @@
 """Compress a finished run and measure every method: dev metric, size, latency, throughput.
 
     python -m experiments.compress --run runs/mrpc/teacher \
-        [--method fp32,bf16,int8_weight,int8_dynamic,magnitude,structured,...] \
-        [--finetune EPOCHS] [--sparsity 0.5] [--scope global|layer] [--head_fraction 0.5] \
+        [--method fp32,bf16,int8_weight,int8_dynamic,magnitude,wanda,structured,...] \
+        [--finetune EPOCHS] [--sparsity 0.5] [--scope global|layer|output] [--head_fraction 0.5] \
         [--ffn_fraction 0.5] [--percentile 100] [--seed N] [--alpha 0.5] [--feature_weight W] \
         [--augment_copies N] \
         [--out results/compression/mrpc/teacher]

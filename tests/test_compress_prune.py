@@ -70,10 +70,14 @@ def test_sparsity_outside_unit_interval_is_rejected(tiny, bad):
         magnitude.pruned_optimizer(optax.sgd(0.1), final_sparsity=bad, begin=0, end=1)
 
 
-def test_masks_stay_zero_through_optimizer_steps(tiny):
+@pytest.mark.parametrize("scope", ["global", "output"])
+def test_masks_stay_zero_through_optimizer_steps(tiny, scope):
     module, params, batch = tiny
+    # per-output pruning is Wanda's: score |w| x a fixed per-input-feature factor
+    scales = (None if scope == "global" else
+              {k: np.linspace(0.5, 2.0, w.shape[0]) for k, w in _prunable(params).items()})
     tx = magnitude.pruned_optimizer(optax.adamw(1e-2), final_sparsity=0.6, begin=2, end=6,
-                                    frequency=2, scope="global")
+                                    frequency=2, scope=scope, scales=scales)
     p = {"model": jax.tree.map(jnp.asarray, params)}
     state = tx.init(p)
 
@@ -87,18 +91,68 @@ def test_masks_stay_zero_through_optimizer_steps(tiny):
         updates, state = tx.update(jax.grad(loss)(p), state, p)
         return optax.apply_updates(p, updates), state
 
+    def expected_zeros(fraction, flat):
+        if scope == "output":  # floor(s * fan-in) in every column of every kernel
+            return sum(int(np.floor(fraction * w.shape[0])) * w.shape[1] for w in flat.values())
+        return int(np.floor(fraction * sum(w.size for w in flat.values())))
+
     zeros_seen = {}
     for t in range(1, 11):
         p, state = step(p, state)
         flat = _prunable(p["model"])
         target = float(magnitude.cubic_sparsity(t, final=0.6, begin=2, end=6, frequency=2))
-        total = sum(w.size for w in flat.values())
         zeros = {k: np.asarray(w) == 0 for k, w in flat.items()}
-        assert sum(z.sum() for z in zeros.values()) == int(np.floor(target * total))
+        assert sum(z.sum() for z in zeros.values()) == expected_zeros(target, flat)
+        if scope == "output":
+            for z in zeros.values():
+                assert np.all(z.sum(axis=0) == int(np.floor(target * z.shape[0])))
         for k, z in zeros_seen.items():  # a pruned weight never comes back
             assert np.all(zeros[k][z])
         zeros_seen = zeros
-    assert sum(z.sum() for z in zeros_seen.values()) == int(np.floor(0.6 * total))
+    assert sum(z.sum() for z in zeros_seen.values()) == expected_zeros(0.6, flat)
+
+
+def test_output_scope_prunes_each_column_by_weight_times_scale(tiny):
+    """Wanda's masks: in every kernel column, the floor(s * fan-in) smallest |w_ij| * c_i go."""
+    _, params, _ = tiny
+    flat = _prunable(params)
+    rng = np.random.default_rng(3)
+    scales = {k: rng.uniform(0.1, 3.0, w.shape[0]).astype(np.float32) for k, w in flat.items()}
+    masks = traverse_util.flatten_dict(
+        magnitude.magnitude_masks(params, 0.3, scope="output", scales=scales))
+    for k, w in flat.items():
+        score = np.abs(w) * scales[k][:, None]
+        n_prune = int(np.floor(0.3 * w.shape[0]))
+        for j in range(w.shape[1]):
+            keep = masks[k][:, j]
+            assert keep.sum() == w.shape[0] - n_prune
+            assert score[keep, j].min() >= score[~keep, j].max()
+    # the factors change which weights go: plain |w| per column selects other ones
+    plain = traverse_util.flatten_dict(magnitude.magnitude_masks(params, 0.3, scope="output"))
+    assert any(not np.array_equal(plain[k], masks[k]) for k in flat)
+
+
+def test_activation_norms_are_the_l2_norms_of_each_dense_input_over_real_tokens(tiny):
+    from tkd_jax.compress import activation_norms
+
+    module, params, batch = tiny
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    norms = activation_norms.input_norms(module, params, [inputs, inputs])
+    assert set(norms) == set(_prunable(params))
+    out = module.apply({"params": params}, *inputs.values(), output_hidden_states=True)
+    real = batch["attention_mask"].astype(bool)
+    for i in range(module.config.num_layers):  # Q, K and V read the layer's input state
+        x = np.asarray(out.hidden_states[i], np.float64)[real]  # [real tokens, hidden]
+        ref = np.sqrt(2 * np.sum(x * x, axis=0))  # the batch twice
+        for name in ("query", "key", "value"):
+            key = ("encoder", "layer", str(i), "attention", "self", name, "kernel")
+            np.testing.assert_allclose(norms[key], ref, rtol=1e-5)
+    for k, v in norms.items():  # FFN out reads the intermediate width
+        assert v.shape == (_prunable(params)[k].shape[0],) and np.all(v > 0)
+    padded = dict(inputs, input_ids=np.where(real, batch["input_ids"], 7))
+    again = activation_norms.input_norms(module, params, [padded, padded])
+    for k in norms:  # padding tokens do not count
+        np.testing.assert_array_equal(again[k], norms[k])
 
 
 def test_structured_prune_equals_masked(tiny):

@@ -95,6 +95,11 @@ def test_settings_of_names_only_what_a_method_depends_on():
     assert study.settings_of("structured_oneshot", **knobs, seed=3)["seed"] == 3
     assert study.settings_of("qat_int8", **knobs, seed=3)["seed"] == 3
     assert "seed" not in study.settings_of("magnitude_oneshot", **knobs, seed=3)
+    # Wanda's scores read the seed's calibration rows of train, even without recovery
+    assert study.settings_of("wanda_oneshot", **knobs, seed=3) == {
+        "method": "wanda_oneshot", "percentile": 99.0, "sparsity": 0.3, "scope": "layer",
+        "seed": 3}
+    assert study.settings_of("wanda", **knobs)["finetune"] == 1
     # hidden-state distillation in recovery: named for the fine-tuned methods, when used
     assert study.settings_of("magnitude", **knobs, feature_weight=2.0)["feature_weight"] == 2.0
     assert "feature_weight" not in study.settings_of("magnitude", **knobs, feature_weight=0.0)

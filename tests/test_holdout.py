@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tkd_jax
+from tkd_jax import data as data_lib
 from tkd_jax.compress import run_io
 from tkd_jax.config import RunConfig
 from tkd_jax.data import examples, holdout, load_task
@@ -129,6 +130,41 @@ def test_recovery_trains_on_augmented_views_of_the_runs_train_split(holdout_run)
     assert rec["settings"]["augment_copies"] == 1 and rec["settings"]["alpha"] == 1.0
     assert rec["info"]["finetune_examples"] == 64 and rec["info"]["finetune_steps"] == 4
     assert rec["info"]["sparsity"]["prunable"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_wanda_prunes_each_output_neuron_by_weight_times_input_norm(holdout_run):
+    """``wanda_oneshot``: per-output masks of |w| x the unpruned model's input-activation norms
+    on the seed's calibration rows of train; ``wanda`` recovers with those scores fixed."""
+    from flax import traverse_util
+
+    from tkd_jax.compress import activation_norms, magnitude, storage, study
+
+    tmp_path, _ = holdout_run
+    run, glue = tmp_path / "run", tmp_path / "glue"
+    records = study.compress_run(run, methods=["wanda_oneshot", "wanda"], finetune=1,
+                                 scope="output", sparsity=0.25, seed=5, repeats=1,
+                                 repeats_b32=1, seq=16, data_dir=str(glue), log=lambda *_: None)
+    oneshot, recovered = records
+    assert oneshot["settings"] == {"method": "wanda_oneshot", "percentile": 100.0,
+                                   "sparsity": 0.25, "scope": "output", "seed": 5}
+    assert oneshot["info"]["calibration_examples"] == 32  # all of the tiny run's train
+    assert recovered["info"]["finetune_steps"] == 2
+    module, params, _ = run_io.load_run(run)
+    _, encoded, _ = run_io.load_run_data(run, data_dir=glue)
+    batches = [{k: v for k, v in b.items() if k != "index"} for b in
+               data_lib.TrainBatcher(encoded["train"], batch_size=16, seed=5,
+                                     buckets=(128,)).epoch(0)]
+    norms = activation_norms.input_norms(module, params, batches)
+    want = magnitude.apply_masks(params, magnitude.magnitude_masks(
+        params, 0.25, scope="output", scales=norms))
+    _, got, _ = storage.load(run / "compressed" / "seed5" / "wanda_oneshot.safetensors")
+    flat_want, flat_got = traverse_util.flatten_dict(want), traverse_util.flatten_dict(got)
+    for k, w in flat_want.items():
+        np.testing.assert_array_equal(np.asarray(flat_got[k]) == 0, np.asarray(w) == 0)
+    _, rec_params, _ = storage.load(run / "compressed" / "seed5" / "wanda.safetensors")
+    for k, w in traverse_util.flatten_dict(rec_params).items():
+        if magnitude.is_prunable(k):  # 25 % of every column's fan-in, after recovery too
+            assert np.all((np.asarray(w) == 0).sum(0) == int(0.25 * w.shape[0]))
 
 def _teacher_manifest(tmp_path, name, *, task="rte", holdout_examples=None):
     run = tmp_path / name

@@ -43,7 +43,7 @@ FEATURE_KINDS = ("mse", "cosine")
 ATTENTION_KINDS = ("mse", "kl")
 INIT_SOURCES = ("pretrained", "run")
 QAT_KINDS = ("none", "int8")  # tkd_jax.compress.qat.QAT_KINDS (not imported here: qwix is heavy)
-PRUNE_SCOPES = ("global", "layer")  # tkd_jax.compress.magnitude.SCOPES
+PRUNE_SCOPES = ("global", "layer", "output")  # tkd_jax.compress.magnitude.SCOPES
 # Keys that do not change the computation (a resume may change them freely).
 # Paths are not computation either: what they hold is hashed into the manifest.
 NOT_COMPUTATION = ("log_every_steps", "progress_bar", "async_checkpoints", "keep_checkpoints",

@@ -77,7 +77,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.qat = "none"  # none | int8: quantization-aware training of the Dense layers (qwix)
     c.prune = ml_collections.ConfigDict()
     c.prune.sparsity = 0.0  # > 0: magnitude-prune Dense kernels to this sparsity while training
-    c.prune.scope = "global"  # global (one threshold) | layer (each kernel to the sparsity)
+    c.prune.scope = "global"  # global (one threshold) | layer (each kernel) | output (each neuron)
     c.prune.begin_ratio = 0.0  # fraction of updates before pruning starts (cubic schedule)
     c.prune.end_ratio = 0.5  # fraction of updates at which the final sparsity is reached
     c.prune.frequency = 100  # updates between mask recomputations

@@ -4,9 +4,12 @@ Prunable weights are the encoder's Dense kernels (Q, K, V, attention output, FFN
 embeddings, biases, LayerNorm, pooler and classifier are kept dense, as in Zhu & Gupta
 (2017) and Sanh et al. (2020) for BERT.
 
-- ``magnitude_masks(params, sparsity, scope)``: one-shot masks (True = kept) zeroing the
-  ``sparsity`` fraction of smallest |w|, over all prunable weights together (``global``) or
-  within each tensor (``layer``).
+- ``magnitude_masks(params, sparsity, scope, scales)``: one-shot masks (True = kept) zeroing
+  the ``sparsity`` fraction of smallest scores, over all prunable weights together
+  (``global``), within each tensor (``layer``) or within each output neuron's column of a
+  kernel (``output``, Wanda's comparison group). The score is |w|, or with ``scales`` (one
+  factor per input feature of a kernel) |w| x that factor: Wanda's |W_ij| ||X_j|| (Sun et al.
+  2024) when the factors are input-activation norms (``activation_norms.py``).
 - ``cubic_sparsity(step, ...)``: Zhu & Gupta's s_t = s_f + (s_i - s_f) (1 - (t - t0)/(t1 - t0))^3.
 - ``pruned_optimizer(tx, ...)``: an optax GradientTransformation that runs ``tx`` and then
   re-computes masks on schedule and zeroes the masked weights, so pruned weights stay exactly
@@ -26,7 +29,7 @@ from flax import traverse_util
 
 from tkd_jax.errors import ConfigError
 
-SCOPES = ("global", "layer")
+SCOPES = ("global", "layer", "output")
 
 
 def check_sparsity(sparsity: float, field: str = "sparsity") -> float:
@@ -55,14 +58,17 @@ def _np_set(rank, order):
     return rank
 
 
-def _masks(flat_params: dict, sparsity, scope: str, xp) -> dict:
+def _masks(flat_params: dict, sparsity, scope: str, xp, scales: dict | None = None) -> dict:
     keys = [k for k in flat_params if is_prunable(k)]
+    scores = {k: _score(flat_params[k], (scales or {}).get(k), xp) for k in keys}
     if scope == "layer":
-        return {k: _keep_top(xp.abs(flat_params[k]), _count(sparsity, flat_params[k].size, xp),
-                             xp) for k in keys}
+        return {k: _keep_top(scores[k], _count(sparsity, scores[k].size, xp), xp) for k in keys}
+    if scope == "output":
+        return {k: _keep_top_columns(scores[k], _count(sparsity, scores[k].shape[0], xp), xp)
+                for k in keys}
     if scope != "global":
         raise ConfigError(f"pruning scope {scope!r}: expected one of {list(SCOPES)}")
-    allw = xp.concatenate([xp.abs(flat_params[k]).reshape(-1) for k in keys])
+    allw = xp.concatenate([scores[k].reshape(-1) for k in keys])
     keep = _keep_top(allw, _count(sparsity, allw.size, xp), xp)
     out, start = {}, 0
     for k in keys:
@@ -72,16 +78,33 @@ def _masks(flat_params: dict, sparsity, scope: str, xp) -> dict:
     return out
 
 
+def _score(w, scale, xp):
+    """|w|, times ``scale`` (one factor per input feature, the kernel's rows) when given."""
+    return xp.abs(w) if scale is None else xp.abs(w) * scale.reshape(-1, 1)
+
+
+def _keep_top_columns(score, n_prune, xp):
+    """Mask of a ``[in, out]`` score with the ``n_prune`` smallest of each column False."""
+    rank = xp.argsort(xp.argsort(score, axis=0, stable=True), axis=0, stable=True)
+    return rank >= n_prune
+
+
 def _count(sparsity, size: int, xp):
     return (xp.floor(sparsity * size) if xp is jnp else np.floor(sparsity * size)).astype(
         xp.int32)
 
 
-def magnitude_masks(params, sparsity: float, *, scope: str = "global") -> dict:
-    """Nested bool masks (True = kept) for the prunable kernels of ``params`` (NumPy)."""
+def magnitude_masks(params, sparsity: float, *, scope: str = "global",
+                    scales: dict | None = None) -> dict:
+    """Nested bool masks (True = kept) for the prunable kernels of ``params`` (NumPy).
+
+    ``scales``: {flattened kernel path: [in] factors} multiplying |w| row-wise (see the module
+    docstring); kernels without an entry are scored by |w| alone.
+    """
     check_sparsity(sparsity)
     flat = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
-    return traverse_util.unflatten_dict(_masks(flat, sparsity, scope, np))
+    scales = {k: np.asarray(v) for k, v in (scales or {}).items()}
+    return traverse_util.unflatten_dict(_masks(flat, sparsity, scope, np, scales))
 
 
 def apply_masks(params, masks):
@@ -128,18 +151,24 @@ class PruneState(NamedTuple):
 
 def pruned_optimizer(tx: optax.GradientTransformation, *, final_sparsity: float, begin: int,
                      end: int, frequency: int = 100, scope: str = "global",
-                     initial_sparsity: float = 0.0) -> optax.GradientTransformation:
+                     initial_sparsity: float = 0.0,
+                     scales: dict | None = None) -> optax.GradientTransformation:
     """``tx`` followed by magnitude pruning on the cubic schedule.
 
     After ``tx``'s update, on every ``frequency``-th step from ``begin`` the masks are
-    re-computed from |params + updates| at the scheduled sparsity (pruned weights are zero,
-    so they stay pruned unless the schedule's target fell); the returned updates then take
+    re-computed from |params + updates| with the current masks applied, at the scheduled
+    sparsity (pruned weights score zero, so they stay pruned: the schedule only rises, as in
+    Zhu & Gupta's implementation, which scores the masked weights); the returned updates take
     every masked weight to exactly zero (``p + (0 - p) == 0`` in IEEE arithmetic).
+    ``scales`` (see :func:`magnitude_masks`) stay fixed through training: they are measured
+    once, on the model before pruning.
     Parameters are the train state's ``{"model": ..., ...}`` tree or a bare model tree.
     """
     check_sparsity(final_sparsity, "final sparsity")
     if scope not in SCOPES:
         raise ConfigError(f"pruning scope {scope!r}: expected one of {list(SCOPES)}")
+
+    fixed_scales = {k: jnp.asarray(v) for k, v in (scales or {}).items()}
 
     def model_tree(tree):
         return tree["model"] if isinstance(tree, dict) and "model" in tree else tree
@@ -152,7 +181,7 @@ def pruned_optimizer(tx: optax.GradientTransformation, *, final_sparsity: float,
         s = cubic_sparsity(step, final=final_sparsity, begin=begin, end=end,
                            initial=initial_sparsity, frequency=frequency)
         flat = traverse_util.flatten_dict(model_tree(new_params))
-        fresh = _masks(flat, s, scope, jnp)
+        fresh = _masks(flat, s, scope, jnp, fixed_scales)
         flat_masks = traverse_util.flatten_dict(model_tree(masks))
         flat_masks.update(fresh)
         model_masks = traverse_util.unflatten_dict(flat_masks)
@@ -167,7 +196,10 @@ def pruned_optimizer(tx: optax.GradientTransformation, *, final_sparsity: float,
         new_params = optax.apply_updates(params, updates)
         step = state.count + 1
         due = (step >= begin) & ((step - begin) % frequency == 0)
-        masks = jax.lax.cond(due, lambda: compute_masks(new_params, state.masks, step),
+        # Scored with the old masks applied: tx moves a pruned weight off zero (its gradient
+        # and moments), and unmasked it could outscore a small kept weight and grow back.
+        kept = jax.tree.map(lambda n, m: jnp.where(m, n, 0.0), new_params, state.masks)
+        masks = jax.lax.cond(due, lambda: compute_masks(kept, state.masks, step),
                              lambda: state.masks)
         updates = jax.tree.map(lambda n, p, m: jnp.where(m, n, 0.0).astype(p.dtype) - p,
                                new_params, params, masks)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from tkd_jax import data as data_lib
+from tkd_jax.compress import activation_norms, int8, magnitude, qat, structured
 from tkd_jax.compress import finetune as finetune_lib
-from tkd_jax.compress import int8, magnitude, qat, structured
 from tkd_jax.errors import ConfigError
 from tkd_jax.models.transformer import Transformer, TransformerConfig
 
@@ -129,16 +129,17 @@ def int8_dynamic(ctx):
                    {"percentile": ctx.percentile})
 
 
-def _magnitude(ctx, finetune: bool):
+def _magnitude(ctx, finetune: bool, scales: dict | None = None):
     info = {"sparsity_target": ctx.sparsity, "scope": ctx.scope}
     if finetune and ctx.finetune_epochs > 0:
         steps = math.ceil(len(ctx.recovery_data) / ctx.batch_size) * ctx.finetune_epochs
         sched = {"final_sparsity": ctx.sparsity, "begin": 0, "end": steps // 2,
                  "frequency": max(1, steps // 20), "scope": ctx.scope}
-        params, ft = _finetune(ctx, ctx.module, ctx.params, prune=sched)
+        params, ft = _finetune(ctx, ctx.module, ctx.params, prune={**sched, "scales": scales})
         info.update(ft, schedule={k: v for k, v in sched.items() if k != "final_sparsity"})
     else:
-        masks = magnitude.magnitude_masks(ctx.params, ctx.sparsity, scope=ctx.scope)
+        masks = magnitude.magnitude_masks(ctx.params, ctx.sparsity, scope=ctx.scope,
+                                          scales=scales)
         params = magnitude.apply_masks(ctx.params, masks)
     info["sparsity"] = magnitude.sparsity_of(params)
     return Product(ctx.module.config, params, "fp32", bitmask_encoding, info)
@@ -152,20 +153,49 @@ def magnitude_finetuned(ctx):
     return _magnitude(ctx, finetune=True)
 
 
+def _wanda(ctx, finetune: bool):
+    """Magnitude pruning scored by |w| x the input feature's activation norm (Wanda)."""
+    t = time.perf_counter()
+    batches = _calibration_batches(ctx)
+    norms = activation_norms.input_norms(ctx.module, ctx.params, batches)
+    seconds = time.perf_counter() - t
+    product = _magnitude(ctx, finetune, scales=norms)
+    product.info.update(criterion="|w| x input-activation L2 norm (Wanda)",
+                        calibration_examples=sum(len(b["input_ids"]) for b in batches),
+                        calibration_seconds=seconds)
+    return product
+
+
+def wanda_oneshot(ctx):
+    return _wanda(ctx, finetune=False)
+
+
+def wanda_finetuned(ctx):
+    return _wanda(ctx, finetune=True)
+
+
+def _calibration_batches(ctx: Context) -> list[dict]:
+    """The first ``ctx.importance_examples`` rows of train in ``ctx.seed``'s batch order, in
+    batches of ``ctx.batch_size`` padded to 128 (one compiled shape)."""
+    batches = []
+    n = min(ctx.importance_examples, len(ctx.encoded_train))
+    batcher = data_lib.TrainBatcher(ctx.encoded_train, batch_size=ctx.batch_size,
+                                    seed=ctx.seed, buckets=(128,))
+    for batch in batcher.epoch(0):
+        if len(batches) * ctx.batch_size >= n:
+            break
+        batches.append({k: v for k, v in batch.items() if k != "index"})
+    return batches
+
+
 def _structured(ctx: Context, finetune: bool) -> Product:
     key = RECOVERED_STRUCTURED if finetune else ("structured", False)
     if key in ctx.cache:
         return ctx.cache[key]
     cfg = ctx.module.config
     t = time.perf_counter()
-    batches = []
+    batches = _calibration_batches(ctx)
     n = min(ctx.importance_examples, len(ctx.encoded_train))
-    batcher = data_lib.TrainBatcher(ctx.encoded_train, batch_size=ctx.batch_size,
-                                    seed=ctx.seed, buckets=(128,))  # one compiled shape
-    for batch in batcher.epoch(0):
-        if len(batches) * ctx.batch_size >= n:
-            break
-        batches.append({k: v for k, v in batch.items() if k != "index"})
     heads = structured.head_importance(ctx.module, ctx.params, batches,
                                        regression=ctx.spec.is_regression)
     keep_heads = structured.keep_top(heads, ctx.head_fraction, "heads")
@@ -217,13 +247,20 @@ METHODS: dict[str, Callable[[Context], Product]] = {
     "int8_dynamic": int8_dynamic,
     "magnitude_oneshot": magnitude_oneshot,
     "magnitude": magnitude_finetuned,
+    "wanda_oneshot": wanda_oneshot,
+    "wanda": wanda_finetuned,
     "structured_oneshot": structured_oneshot,
     "structured": structured_finetuned,
     "structured_int8_dynamic": structured_int8_dynamic,
     "structured_bf16": structured_bf16,
     "qat_int8": qat_int8,
 }
-FINETUNED = ("magnitude", "structured", "structured_int8_dynamic", "structured_bf16", "qat_int8")
+FINETUNED = ("magnitude", "wanda", "structured", "structured_int8_dynamic", "structured_bf16",
+             "qat_int8")
+# Unstructured pruning: these take --sparsity and --scope and are stored as values + bitmask.
+UNSTRUCTURED = ("magnitude_oneshot", "magnitude", "wanda_oneshot", "wanda")
+# Methods whose result depends on the seed's batches of train (calibration or recovery).
+SEEDED = FINETUNED + ("wanda_oneshot", "structured_oneshot")
 # Methods that only re-encode the recovered structured model: their production cost is
 # structured's, counted there. RECOVERED_STRUCTURED is that model's key in ``Context.cache``.
 ON_STRUCTURED = ("structured_int8_dynamic", "structured_bf16")

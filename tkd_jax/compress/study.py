@@ -40,7 +40,7 @@ def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_
     these options existed stay reusable.
     """
     s = {"method": method, "percentile": percentile}
-    if method.startswith("magnitude"):
+    if method in methods_lib.UNSTRUCTURED:
         s.update(sparsity=sparsity, scope=scope)
     if method.startswith("structured"):
         s.update(head_fraction=head_fraction, ffn_fraction=ffn_fraction)
@@ -52,7 +52,7 @@ def settings_of(method: str, *, percentile, sparsity, scope, head_fraction, ffn_
             s.update(feature_weight=feature_weight)
         if augment_copies:
             s.update(augment_copies=augment_copies)
-    if seed is not None and (method in methods_lib.FINETUNED or method.startswith("structured")):
+    if seed is not None and method in methods_lib.SEEDED:
         s.update(seed=seed)
     return s
 
@@ -79,7 +79,7 @@ def produce(ctx: methods_lib.Context, method: str, settings: dict, workdir: path
               "file_bytes": file_bytes, "cost_seconds": cost,
               "num_params": methods_lib.count_params(product.params), "info": product.info,
               "dense_f32_bytes": storage.dense_bytes(product.params)}
-    if method.startswith("magnitude"):
+    if method in methods_lib.UNSTRUCTURED:
         nz = sum(int(np.count_nonzero(v)) for v in jax.tree.leaves(product.params))
         record["num_nonzero_params"] = nz
     reporting.write_json(record_path, record)
