@@ -180,9 +180,12 @@ def pruned_optimizer(tx: optax.GradientTransformation, *, final_sparsity: float,
     def compute_masks(new_params, masks, step):
         s = cubic_sparsity(step, final=final_sparsity, begin=begin, end=end,
                            initial=initial_sparsity, frequency=frequency)
-        flat = traverse_util.flatten_dict(model_tree(new_params))
-        fresh = _masks(flat, s, scope, jnp, fixed_scales)
         flat_masks = traverse_util.flatten_dict(model_tree(masks))
+        # Scored with the old masks applied: tx moves a pruned weight off zero (its gradient
+        # and moments), and unmasked it could outscore a small kept weight and grow back.
+        flat = {k: (jnp.where(flat_masks[k], v, 0.0) if is_prunable(k) else v)
+                for k, v in traverse_util.flatten_dict(model_tree(new_params)).items()}
+        fresh = _masks(flat, s, scope, jnp, fixed_scales)
         flat_masks.update(fresh)
         model_masks = traverse_util.unflatten_dict(flat_masks)
         if isinstance(masks, dict) and "model" in masks:
@@ -196,10 +199,7 @@ def pruned_optimizer(tx: optax.GradientTransformation, *, final_sparsity: float,
         new_params = optax.apply_updates(params, updates)
         step = state.count + 1
         due = (step >= begin) & ((step - begin) % frequency == 0)
-        # Scored with the old masks applied: tx moves a pruned weight off zero (its gradient
-        # and moments), and unmasked it could outscore a small kept weight and grow back.
-        kept = jax.tree.map(lambda n, m: jnp.where(m, n, 0.0), new_params, state.masks)
-        masks = jax.lax.cond(due, lambda: compute_masks(kept, state.masks, step),
+        masks = jax.lax.cond(due, lambda: compute_masks(new_params, state.masks, step),
                              lambda: state.masks)
         updates = jax.tree.map(lambda n, p, m: jnp.where(m, n, 0.0).astype(p.dtype) - p,
                                new_params, params, masks)
