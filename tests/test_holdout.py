@@ -11,7 +11,7 @@ from tkd_jax import data as data_lib
 from tkd_jax.compress import run_io
 from tkd_jax.config import RunConfig
 from tkd_jax.data import examples, holdout, load_task
-from tkd_jax.errors import ConfigError
+from tkd_jax.errors import CheckpointError, ConfigError
 
 
 def _split(n: int) -> examples.Split:
@@ -94,6 +94,16 @@ def test_engine_evaluates_on_the_holdout_without_reading_dev(holdout_run):
     table = report.markdown_table(records, metric="accuracy", title="t")
     assert "| method | holdout accuracy |" in table
 
+
+def test_run_data_without_its_tokenizer_is_refused_by_name(holdout_run, tmp_path):
+    tmp, _ = holdout_run
+    copy = tmp_path / "run"
+    shutil.copytree(tmp / "run", copy, ignore=shutil.ignore_patterns("tokenizer.json"))
+    with pytest.raises(CheckpointError, match=r"run/tokenizer.json: missing \(every run writes"):
+        run_io.load_run_data(copy, data_dir=tmp / "glue")
+    (copy / "tokenizer.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"tokenizer.json: cannot read the run's tokenizer"):
+        run_io.load_run_data(copy, data_dir=tmp / "glue")
 
 
 def test_recovery_trains_on_augmented_views_of_the_runs_train_split(holdout_run):

@@ -78,10 +78,14 @@ def load_run_data(run_dir, *, data_dir: str | None = None, augment_copies: int =
     spec = data_lib.with_holdout(data_lib.get_task(manifest["task"]), holdout)
     pre = {**config.preprocess.to_dict(), "augment": "none"}
     pcfg = data_lib.PreprocessConfig(**pre, seed=int(config.seed))
+    tokenizer_path = run_dir / "tokenizer.json"
+    if not tokenizer_path.is_file():  # e.g. checkpoints/ copied without the rest of the workdir
+        raise CheckpointError(f"{tokenizer_path}: missing (every run writes it when it starts; "
+                              "copy it with the run's checkpoints/)")
     try:
-        tokenizer = Tokenizer.from_file(str(run_dir / "tokenizer.json"))
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
     except Exception as e:  # tokenizers raises a plain Exception for unreadable files
-        raise CheckpointError(f"{run_dir / 'tokenizer.json'}: cannot read the run's tokenizer "
+        raise CheckpointError(f"{tokenizer_path}: cannot read the run's tokenizer "
                               f"({type(e).__name__})") from None
     encoded = {}
     _, raw = data_lib.load_run_splits(spec, source=config.get("data_source", "auto"),
