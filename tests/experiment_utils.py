@@ -1,8 +1,11 @@
 """Helpers for end-to-end tests: run the CLI in a subprocess on a small slice of real GLUE."""
 
+import contextlib
+import io
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -43,3 +46,14 @@ def final_metrics(workdir) -> dict:
 def records(workdir, kind="train") -> list[dict]:
     lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def readme_snippet_output(marker: str) -> str:
+    """What the README's first ```python block containing ``marker`` prints, run as written."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"),
+                        re.S)
+    snippet = next(b for b in blocks if marker in b)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(snippet, "README.md", "exec"), {})
+    return out.getvalue()

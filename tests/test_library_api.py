@@ -3,7 +3,7 @@
 import json
 import textwrap
 
-from tests.experiment_utils import run_python
+from tests.experiment_utils import readme_snippet_output, run_python
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -40,3 +40,15 @@ def test_train_through_the_library_api_alone(glue_dir, tmp_path):
     manifest = json.loads((wd / "manifest.json").read_text())
     assert manifest["recipe"] == "transformer" and "argv" not in manifest
     assert "checkpoint_sha256" in manifest["teacher"]  # the teacher's WordPiece was used
+
+
+def test_readme_compression_snippet_runs_as_written():
+    """The README's compression example: every printed value is checked, so the prose about
+    it (50 % sparsity, halved heads / FFN, the file ratio, exactness) cannot drift."""
+    out = readme_snippet_output("tkd_jax.compress")
+    first, second = out.splitlines()
+    # the tiny preset: 2 layers of 2 heads and 64 FFN neurons
+    assert first == "0.5 (1, 1) (32, 32) 3.52"
+    structured_diff, int8_diff = map(float, second.split())
+    assert structured_diff < 1e-6  # removing == masking, up to float error
+    assert 0.0 < int8_diff < 1e-2  # quantized, so not equal, but close

@@ -1,16 +1,12 @@
 """Properties every model must have: padding invariance, determinism, dropout, no retracing,
 bf16 compute, closed-form parameter counts, and the registry / README entry points."""
 
-import contextlib
-import io
-import pathlib
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.experiment_utils import readme_snippet_output
 from tkd_jax.errors import ConfigError
 from tkd_jax.models import (
     BASELINES,
@@ -224,10 +220,5 @@ def test_create_model_overrides_and_errors():
 
 
 def test_readme_models_snippet_runs_as_written():
-    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
-    snippet = next(b for b in blocks if "create_model" in b)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(snippet, "README.md", "exec"), {})
-    assert out.getvalue().split() == ["(2,", "2)", str(53_458_946)]
+    out = readme_snippet_output("create_model(\"paper\"")
+    assert out.split() == ["(2,", "2)", str(53_458_946)]
