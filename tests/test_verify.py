@@ -182,6 +182,7 @@ def test_manifests_record_the_host_cpu():
     devices = reporting.device_info()
     assert devices["cpu_cores"] == hardware.cpu_cores() >= 1
     assert devices["cpu"] == hardware.cpu_model() != ""
+    assert devices["cpu_generation"] == hardware.cpu_generation()
     if not os.path.exists("/proc/cpuinfo"):
         pytest.skip("no /proc/cpuinfo (not Linux)")
     flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split()

@@ -17,22 +17,26 @@ ISA_PREFIXES = ("avx512", "amx", "avx2", "avx_vnni", "fma")
 
 
 @functools.cache
-def _cpuinfo_fields() -> tuple[str, tuple[str, ...]]:
-    """(model name, flags) of the first processor in /proc/cpuinfo; ("", []) off Linux."""
-    model, flags = "", []
+def _first_processor() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo as {key: value}; {} off Linux."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
+                if not line.strip():
+                    break  # blocks are separated by a blank line: the first one is enough
                 key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and not model:
-                    model = value.strip()
-                elif key == "flags":
-                    flags = value.split()
-                    break
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return model, tuple(flags)
+    return fields
+
+
+@functools.cache
+def _cpuinfo_fields() -> tuple[str, tuple[str, ...]]:
+    """(model name, flags) of the first processor in /proc/cpuinfo; ("", ()) off Linux."""
+    info = _first_processor()
+    return info.get("model name", ""), tuple(info.get("flags", "").split())
 
 
 def cpu_model() -> str:
@@ -75,6 +79,19 @@ def has_int8_matmul(flags=None) -> bool | None:
     return _has_any(INT8_MATMUL_FLAGS, flags)
 
 
+def cpu_generation() -> str | None:
+    """"family F model M" of an x86 CPU (which micro-architecture it is), else None.
+
+    Recorded, not compared: the model name alone does not tell CPUs apart ("AMD EPYC" is a Zen
+    1 and a Zen 3 alike), and what decides XLA:CPU's kernels is the instruction set, which
+    ``isa_flags`` records. A Zen 3 re-ran a Zen 1 teacher bit for bit, every logged record and
+    prediction (results/README.md), so two generations with the same flags count as one kind.
+    """
+    info = _first_processor()
+    family, model = info.get("cpu family"), info.get("model")
+    return f"family {family} model {model}" if family and model else None
+
+
 def cpu_cores() -> int:
     """The cores this process may run on (its affinity, e.g. under taskset), else all."""
     try:
@@ -84,5 +101,7 @@ def cpu_cores() -> int:
 
 
 def cpu_record() -> dict:
-    """{"cpu", "cpu_flags", "cpu_cores"}: what a manifest records of the host CPU."""
-    return {"cpu": cpu_model(), "cpu_flags": isa_flags(), "cpu_cores": cpu_cores()}
+    """{"cpu", "cpu_flags", "cpu_cores", "cpu_generation"}: what a manifest records of the
+    host CPU (``experiments.verify`` compares the first two)."""
+    return {"cpu": cpu_model(), "cpu_flags": isa_flags(), "cpu_cores": cpu_cores(),
+            "cpu_generation": cpu_generation()}
