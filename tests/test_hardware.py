@@ -36,17 +36,12 @@ def test_bf16_and_int8_dot_instructions_from_the_host_or_recorded_flags(monkeypa
 def test_generation_from_the_first_processor_block(tmp_path, monkeypatch):
     """Family and model come from the first processor's block of /proc/cpuinfo, read here from
     a stand-in file (the real one is this host's; a Zen 3's lines below)."""
-    import builtins
-
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
                        "model\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma sse4_2\n"
                        "\nprocessor\t: 1\ncpu family\t: 23\nmodel\t\t: 49\n")
-    real_open = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(
-        cpuinfo if path == "/proc/cpuinfo" else path, *a, **k))
-    for cached in (hardware._first_processor, hardware._cpuinfo_fields):
-        cached.cache_clear()
+    monkeypatch.setattr(hardware, "CPUINFO", str(cpuinfo))
+    hardware._first_processor.cache_clear()
     try:
         assert hardware.cpu_generation() == "family 25 model 1"
         assert (hardware.cpu_model(), hardware.isa_flags()) == ("AMD EPYC", ["avx2", "fma"])
@@ -55,5 +50,4 @@ def test_generation_from_the_first_processor_block(tmp_path, monkeypatch):
         hardware._first_processor.cache_clear()
         assert hardware.cpu_generation() is None  # an ARM host: no x86 family
     finally:  # later tests read the real host again
-        for cached in (hardware._first_processor, hardware._cpuinfo_fields):
-            cached.cache_clear()
+        hardware._first_processor.cache_clear()

@@ -14,6 +14,7 @@ import platform
 
 # The flags that change which kernels XLA:CPU emits for matmuls and reductions.
 ISA_PREFIXES = ("avx512", "amx", "avx2", "avx_vnni", "fma")
+CPUINFO = "/proc/cpuinfo"  # a module constant so that tests can point it at a stand-in file
 
 
 @functools.cache
@@ -21,7 +22,7 @@ def _first_processor() -> dict[str, str]:
     """The first processor's block of /proc/cpuinfo as {key: value}; {} off Linux."""
     fields: dict[str, str] = {}
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(CPUINFO) as f:
             for line in f:
                 if not line.strip():
                     break  # blocks are separated by a blank line: the first one is enough
@@ -32,7 +33,6 @@ def _first_processor() -> dict[str, str]:
     return fields
 
 
-@functools.cache
 def _cpuinfo_fields() -> tuple[str, tuple[str, ...]]:
     """(model name, flags) of the first processor in /proc/cpuinfo; ("", ()) off Linux."""
     info = _first_processor()
