@@ -27,6 +27,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SLOW_COLLECTIVES = ("--xla_cpu_collective_call_terminate_timeout_seconds=900 "
                     "--xla_cpu_collective_timeout_seconds=900")
 
+# Run before each child's code: on SIGUSR1 it writes every thread's Python stack to stderr, so a
+# child the harness has to kill for hanging first says where it hung (SIGKILL cannot be caught).
+STACK_ON_SIGNAL = ("import faulthandler as _fh, signal as _sig; "
+                   "_fh.register(_sig.SIGUSR1, all_threads=True)\n")
+STACK_WAIT_SECONDS = 2.0
+
 
 @dataclasses.dataclass
 class Result:
@@ -71,7 +77,8 @@ def launch(code: str, *, num_processes: int = 2, devices: int = 4, args=(),
     """Run `python -c code *args` as process 0..N-1 of one job and wait for all of them.
 
     A child that is still running `timeout` seconds after launch, or `grace` seconds after a
-    peer exited non-zero (it is then usually stuck in a collective), is killed with its whole
+    peer exited non-zero (it is then usually stuck in a collective), first writes its Python
+    stacks to its stderr (SIGUSR1, `STACK_ON_SIGNAL`) and is then killed with its whole
     process group. `per_process_env[i]` (a value of None unsets a variable) is applied last.
     `kill_when()`, polled every 50 ms, kills every child the first time it returns True (a
     simulated crash of the whole job, e.g. once a checkpoint exists).
@@ -87,7 +94,8 @@ def launch(code: str, *, num_processes: int = 2, devices: int = 4, args=(),
             err = open(logs / f"{pid}.err", "w")  # noqa: SIM115
             files += [out, err]
             procs.append(subprocess.Popen(
-                [sys.executable, "-c", code, *map(str, args)], cwd=REPO, stdout=out, stderr=err,
+                [sys.executable, "-c", STACK_ON_SIGNAL + code, *map(str, args)], cwd=REPO,
+                stdout=out, stderr=err,
                 env=child_env(process_id=pid, num_processes=num_processes, port=port,
                               devices=devices, env=extra),
                 start_new_session=True))
@@ -104,6 +112,8 @@ def launch(code: str, *, num_processes: int = 2, devices: int = 4, args=(),
             late = now - start > timeout or (first_failure is not None
                                              and now - first_failure > grace)
             if late or (kill_when is not None and len(ended) < num_processes and kill_when()):
+                if late:
+                    _dump_stacks([p for pid, p in enumerate(procs) if pid not in ended])
                 for pid, p in enumerate(procs):
                     if pid not in ended:
                         _kill_group(p)
@@ -119,6 +129,16 @@ def launch(code: str, *, num_processes: int = 2, devices: int = 4, args=(),
     return [Result(pid, p.returncode, (logs / f"{pid}.out").read_text(),
                    (logs / f"{pid}.err").read_text(), ended[pid], pid in killed)
             for pid, p in enumerate(procs)]
+
+
+def _dump_stacks(hung: list[subprocess.Popen]) -> None:
+    """Ask each hung child for its Python stacks and give it a moment to write them."""
+    for p in hung:
+        try:
+            os.kill(p.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+    time.sleep(STACK_WAIT_SECONDS)
 
 
 def _kill_group(p: subprocess.Popen) -> None:

@@ -79,6 +79,22 @@ def test_two_processes_form_one_job_with_cross_process_collectives():
         assert out["primary"] == (pid == 0)
 
 
+def test_a_hung_child_says_where_it_hung_before_it_is_killed():
+    # No jax here: the harness itself. Process 1 exits at once; process 0 hangs in a named
+    # function until the timeout, so its stderr must hold that function's frame.
+    hang = textwrap.dedent("""
+        import os, time
+        def wait_for_a_peer_that_left():
+            time.sleep(600)
+        if os.environ["JAX_PROCESS_ID"] == "0":
+            wait_for_a_peer_that_left()
+    """)
+    hung, done = launch(hang, timeout=5)
+    assert (done.returncode, done.killed) == (0, False), describe([done])
+    assert hung.killed and hung.returncode == -9, describe([hung])
+    assert "in wait_for_a_peer_that_left" in hung.stderr, describe([hung])
+
+
 def _one_error_line(r) -> str:
     assert r.returncode == 2 and not r.killed, describe([r])
     assert "Traceback" not in r.stderr, r.stderr
