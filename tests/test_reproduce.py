@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from experiments import cli, glue, reproduce
-from experiments.tables import analysis, reproduction, trivial, write
+from experiments.tables import analysis, plan, reproduction, trivial, write
 from experiments.tables import rows as rows_lib
 from tests.experiment_utils import SMALL, run_cli
 from tkd_jax.config import RunConfig
@@ -732,6 +732,70 @@ def test_runs_beyond_the_planned_seeds_stand_in_for_missing_ones():
     beside[("wnli", "teacher")] = runs(*range(6))  # an extra seed fills no hole
     assert reproduction._completeness(beside, ["wnli"], 5) == (
         f"**Complete**: all {len(beside) * 5 - 2 * 4} planned cells (5 seeds) have finished.")
+
+
+def test_a_comparison_plans_the_seeds_of_its_stand_ins_and_their_partners():
+    def runs(*seeds):
+        return [types.SimpleNamespace(seed=s) for s in seeds]
+
+    cells = {("sst2", "tkd"): runs(*range(6)), ("sst2", "lstm"): runs(*range(6)),
+             ("sst2", "tnlp"): runs(*range(6)), ("sst2", "kd"): runs(0, 2, 3, 4, 5, 6),
+             ("sst2", "tkd_paper"): runs(0, 1, 5, 7, 8, 9)}
+    assert plan.stand_in_seeds(cells["sst2", "kd"], rows_lib.ROW_BY_NAME["kd"], 5) == (5,)
+    # Both rows complete: their seed 5 was run after the plan.
+    assert plan.pair_seeds(cells, "sst2", "tkd", "lstm", 5) == {0, 1, 2, 3, 4}
+    # kd's seed 5 stands in for its seed 1, and tnlp's seed 5 is its partner; seed 6 is extra.
+    assert plan.pair_seeds(cells, "sst2", "tnlp", "kd", 5) == {0, 1, 2, 3, 4, 5}
+    # Three lost seeds, three stand-ins (the lowest extra seeds); seed 9 is extra.
+    assert plan.pair_seeds(cells, "sst2", "tkd_paper", "tnlp_paper", 5) == {*range(5), 5, 7, 8}
+    assert plan.pair_seeds(cells, "sst2", "tkd", "majority", 5) == {0, 1, 2, 3, 4}
+
+
+def test_a_verdict_that_turns_on_seeds_beyond_the_plan_is_flagged(fake_runs, tmp_path):
+    """With a plan of 2 seeds, fake_runs' seeds 2-4 of the complete rows are beyond it: the
+    report tests every comparison again on seeds 0-1 (Holm over those tests) and flags the
+    ones whose verdict changes."""
+    from experiments.tables.__main__ import build
+
+    cells = analysis.collect(fake_runs)
+    comps = analysis.comparisons(cells, ["mrpc"], n_resamples=500, seeds=2)
+    get = lambda a, b, m="accuracy": next(c for c in comps if (c.a, c.b, c.metric) == (a, b, m))
+    lstm_rnn = get("lstm", "rnn", "glue_score")  # Holm p 0.02 over 5 seeds, 0.053 over 2
+    assert lstm_rnn.seeds == (0, 1, 2, 3, 4) and lstm_rnn.planned.seeds == (0, 1)
+    va, vb = ([r.metric("glue_score") for r in cells["mrpc", row][:2]] for row in ("lstm", "rnn"))
+    assert lstm_rnn.planned.ttest.p == pytest.approx(sps.ttest_rel(va, vb).pvalue)
+    tested = [c.planned for c in comps if c.metric == "glue_score" and c.planned.ttest
+              and c.planned.ttest.p == c.planned.ttest.p]
+    assert [c.p_t_holm for c in tested] == pytest.approx(
+        list(analysis.stats.holm([c.ttest.p for c in tested])))
+    assert lstm_rnn.verdict() == "holds" and lstm_rnn.planned.verdict() == "not supported"
+    assert lstm_rnn.turns_on_extra_seeds()
+    tkd_kd = get("tkd", "kd")  # kd has seeds 0-1 only: the same pairs under the plan
+    assert not tkd_kd.beyond_plan() and tkd_kd.planned.bootstrap is tkd_kd.bootstrap
+    assert get("tkd", "positive").planned.seeds == (0, 1)  # against a constant: a's seeds
+    md = reproduction.render(cells, ["mrpc"], comps, seeds=2, provenance={
+        "runs": 28, "code": {"code x": ["0" * 40]}, "dirty": 0, "mismatches": [],
+        "train_hours": 0.5})
+    flagged = md.split("### Verdicts that turn on seeds beyond the plan\n\n")[1].split("\n\n")
+    assert f"- mrpc (glue_score): {reproduction.link_text(lstm_rnn)}" in flagged[1].splitlines()
+    assert "; over the 2 planned seeds (0, 1): **not supported**, diff " in flagged[1]
+    assert "**the verdict turns on seeds beyond the plan**" in flagged[1]
+    assert len(flagged[1].splitlines()) == sum(c.turns_on_extra_seeds() for c in comps)
+    assert "| mrpc | tkd > kd | accuracy | not supported | " in md and "| same seeds |" in md
+    # tkd > rnn (accuracy): the same difference at seeds 0 and 1, so no t-test under the plan.
+    assert reproduction.chain_verdict(comps, "mrpc", ("tkd", "rnn"))[0] == (
+        "**holds** (over the planned seeds: **not supported**; not counted)")
+    assert reproduction.chain_verdict(comps, "mrpc", ("tkd", "cnn"))[0] == "**holds**"
+    five = analysis.comparisons(cells, ["mrpc"], n_resamples=500, seeds=5)
+    assert not any(c.beyond_plan() or c.turns_on_extra_seeds() for c in five)
+    build(fake_runs, tmp_path, ["mrpc"], seeds=2, n_resamples=500, root=reproduce.repo_root())
+    rows = (tmp_path / "tables" / "comparisons.csv").read_text().splitlines()
+    head = rows[0].split(",")
+    line = dict(zip(head, next(r for r in rows if r.startswith("mrpc,lstm,rnn,b,glue_score,"))
+                    .split(","), strict=True))
+    assert (line["seeds"], line["planned_seeds"]) == ("0 1 2 3 4", "0 1")
+    assert (line["verdict"], line["planned_verdict"]) == ("holds", "not supported")
+    assert line["verdict_turns_on_extra_seeds"] == "True"
 
 
 def test_cost_lines_read_latency_of_the_seed0_runs(tmp_path):

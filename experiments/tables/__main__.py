@@ -21,7 +21,7 @@ def _wall_seconds(run_dir) -> float:
 
 def build(runs_dir, out_dir, tasks, *, seeds: int, n_resamples: int, root) -> list:
     cells = analysis.collect(runs_dir)
-    comps = analysis.comparisons(cells, tasks, n_resamples=n_resamples)
+    comps = analysis.comparisons(cells, tasks, n_resamples=n_resamples, seeds=seeds)
     written = write.write_tables(out_dir, cells, tasks, comps)
     runs = [r for rs in cells.values() for r in rs]
     checks = {

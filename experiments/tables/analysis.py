@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from experiments.tables import plan
 from experiments.tables import rows as rows_lib
 from tkd_jax import stats
 
@@ -96,8 +97,12 @@ class Comparison:
     ttest: stats.PairedTest | None
     bootstrap: stats.Bootstrap | None
     note: str = ""
+    seeds: tuple[int, ...] = ()  # row a's seeds that the tests paired
     p_t_holm: float = math.nan
     p_boot_holm: float = math.nan
+    # The same comparison over the planned seeds only (plan.py), Holm-adjusted in its own
+    # family; None when the report was built without a plan.
+    planned: Comparison | None = None
 
     def verdict(self) -> str:
         """holds / reversed / not supported: A - B significant (Holm) in both tests."""
@@ -110,6 +115,14 @@ class Comparison:
         if significant and signs == {-1.0}:
             return "reversed"
         return "not supported"
+
+    def beyond_plan(self) -> bool:
+        """Whether the tests paired seeds that the plan did not ask for."""
+        return self.planned is not None and self.planned.seeds != self.seeds
+
+    def turns_on_extra_seeds(self) -> bool:
+        """Whether the verdict over every seed differs from the one over the planned seeds."""
+        return self.planned is not None and self.planned.verdict() != self.verdict()
 
 
 def _aligned(runs_a: list[Run], runs_b: list[Run]):
@@ -135,24 +148,37 @@ def _aligned(runs_a: list[Run], runs_b: list[Run]):
     return (labels, np.stack(rows[:na]), np.stack(rows[na:])), ""
 
 
-def compare(task: str, a: str, b: str, claim: str, metric: str, cells,
-            *, n_resamples: int = N_RESAMPLES) -> Comparison:
+def _paired_runs(task: str, a: str, b: str, cells, allowed: set[int] | None):
+    """Rows a's and b's runs that a comparison uses: those at seeds both rows have (all of
+    a's against a constant baseline), within ``allowed`` when given."""
     runs_a, runs_b = cells.get((task, a), []), cells.get((task, b), [])
-    if not runs_a or not runs_b:
-        missing = " and ".join(x for x, r in ((a, runs_a), (b, runs_b)) if not r)
-        return Comparison(task, a, b, claim, metric, None, None, f"no runs of {missing}")
+    if allowed is not None:
+        runs_a = [r for r in runs_a if r.seed in allowed]
+        runs_b = [r for r in runs_b if r.seed in allowed]
     seeded_b = rows_lib.ROW_BY_NAME[b].seeded if b in rows_lib.ROW_BY_NAME else True
     if seeded_b:
-        common = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
+        common = {r.seed for r in runs_a} & {r.seed for r in runs_b}
         runs_a = [r for r in runs_a if r.seed in common]
         runs_b = [r for r in runs_b if r.seed in common]
+    return runs_a, runs_b
+
+
+def compare(task: str, a: str, b: str, claim: str, metric: str, cells,
+            *, n_resamples: int = N_RESAMPLES, allowed: set[int] | None = None) -> Comparison:
+    """Row a against row b on one metric, over the seeds both have (within ``allowed``)."""
+    runs_a, runs_b = _paired_runs(task, a, b, cells, allowed)
+    if not cells.get((task, a)) or not cells.get((task, b)):
+        missing = " and ".join(x for x in (a, b) if not cells.get((task, x)))
+        return Comparison(task, a, b, claim, metric, None, None, f"no runs of {missing}")
+    seeds = tuple(r.seed for r in runs_a)
     if len(runs_a) < 2:
         return Comparison(task, a, b, claim, metric, None, None,
-                          f"{len(runs_a)} paired seed(s); a test needs 2")
+                          f"{len(runs_a)} paired seed(s); a test needs 2", seeds=seeds)
     va = [r.metric(metric) for r in runs_a]
     vb = [r.metric(metric) for r in runs_b]
     if None in va or None in vb:
-        return Comparison(task, a, b, claim, metric, None, None, f"{metric} not reported")
+        return Comparison(task, a, b, claim, metric, None, None, f"{metric} not reported",
+                          seeds=seeds)
     ttest = stats.paired_t_test(va, vb)
     aligned, note = _aligned(runs_a, runs_b)
     boot = None
@@ -163,7 +189,7 @@ def compare(task: str, a: str, b: str, claim: str, metric: str, cells,
         boot = stats.paired_bootstrap(rows_lib.bootstrap_expr(task, metric), labels, pa, pb,
                                       n_resamples=n_resamples, seed=BOOTSTRAP_SEED,
                                       num_labels=max(num_labels, 2))
-    return Comparison(task, a, b, claim, metric, ttest, boot, note)
+    return Comparison(task, a, b, claim, metric, ttest, boot, note, seeds=seeds)
 
 
 def _same_answers(cells, task: str, a: str, b: str) -> bool:
@@ -194,10 +220,16 @@ def folded_trivials(cells, tasks) -> list[tuple[str, str, str]]:
     return out
 
 
-def comparisons(cells, tasks, *, n_resamples: int = N_RESAMPLES) -> list[Comparison]:
+def comparisons(cells, tasks, *, n_resamples: int = N_RESAMPLES,
+                seeds: int | None = None) -> list[Comparison]:
     """Every comparison of rows.COMPARISONS on every task, on the claim metric and (when it
     differs) the GLUE metric, with Holm-adjusted p-values; a constant baseline that answers as
-    another one does is left out (``folded_trivials``)."""
+    another one does is left out (``folded_trivials``).
+
+    With ``seeds`` (the plan's seed count), each comparison also carries ``planned``: the
+    comparison again over the planned seeds (``plan.pair_seeds``), its Holm correction over
+    the planned comparisons. Where both use the same runs the tests are not run twice.
+    """
     out = []
     folded = {(task, row) for task, row, _ in folded_trivials(cells, tasks)}
     for task in tasks:
@@ -209,8 +241,23 @@ def comparisons(cells, tasks, *, n_resamples: int = N_RESAMPLES) -> list[Compari
                 continue
             for key in keys:
                 out.append(compare(task, a, b, claim, key, cells, n_resamples=n_resamples))
+    _adjust(out)
+    if seeds is not None:
+        for c in out:
+            allowed = plan.pair_seeds(cells, c.task, c.a, c.b, seeds)
+            runs_a, _ = _paired_runs(c.task, c.a, c.b, cells, allowed)
+            same = tuple(r.seed for r in runs_a) == c.seeds  # b pairs the same seeds
+            c.planned = dataclasses.replace(c) if same else compare(
+                c.task, c.a, c.b, c.claim, c.metric, cells, n_resamples=n_resamples,
+                allowed=allowed)
+        _adjust([c.planned for c in out])
+    return out
+
+
+def _adjust(comps: list[Comparison]) -> None:
+    """Holm over every comparison of one test kind and one metric kind (claim or GLUE)."""
     for kind in ("claim", "glue"):
-        family = [c for c in out if (c.metric == rows_lib.claim_metric(c.task)) == (
+        family = [c for c in comps if (c.metric == rows_lib.claim_metric(c.task)) == (
             kind == "claim")]
         for attr, get in (("p_t_holm", lambda c: c.ttest.p if c.ttest else math.nan),
                           ("p_boot_holm", lambda c: c.bootstrap.p if c.bootstrap
@@ -218,7 +265,6 @@ def comparisons(cells, tasks, *, n_resamples: int = N_RESAMPLES) -> list[Compari
             tested = [c for c in family if not math.isnan(get(c))]
             for c, p in zip(tested, stats.holm([get(c) for c in tested]), strict=True):
                 setattr(c, attr, float(p))
-    return out
 
 
 def prediction_mismatches(cells) -> list[str]:

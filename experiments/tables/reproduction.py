@@ -9,13 +9,17 @@ correction (one family per test and metric kind, over every comparison of every 
 the paired t-test over seeds and the paired bootstrap over dev examples (10,000 resamples);
 "reversed" when both are significant the other way; otherwise it is not supported. A claim
 holds on a task when all its links hold. (a) is read from the interval of our TKD-NLP cell.
+Each comparison is tested again over the planned seeds only (stand-ins and their partners
+counted as planned: `experiments/tables/plan.py`), with Holm's correction over those tests;
+a verdict that differs between the two turns on seeds run beyond the plan, and is not counted
+as a finding either way (an extra seed chosen after seeing the verdict is optional stopping).
 """
 
 from __future__ import annotations
 
 import math
 
-from experiments.tables import analysis, collapse, fit
+from experiments.tables import analysis, collapse, fit, plan
 from experiments.tables import rows as rows_lib
 from experiments.tables.write import cell_text, pct
 
@@ -56,7 +60,21 @@ def link_text(c: analysis.Comparison) -> str:
     else:
         test = (f"[{pct(t.ci_low)}, {pct(t.ci_high)}], t-test p {_p(t.p)} "
                 f"(Holm {_p(c.p_t_holm)}), d_z {t.dz:.2f} [{t.dz_low:.2f}, {t.dz_high:.2f}]")
-    return f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points {test}; {boot}"
+    return (f"{c.a} > {c.b}: **{c.verdict()}** — diff {pct(t.mean_diff)} points {test}; "
+            f"{boot}{planned_text(c)}")
+
+
+def planned_text(c: analysis.Comparison) -> str:
+    """What the comparison says over the planned seeds, when it paired any beyond them."""
+    if not c.beyond_plan():
+        return ""
+    p, t = c.planned, c.planned.ttest
+    flag = " — **the verdict turns on seeds beyond the plan**" if c.turns_on_extra_seeds() else ""
+    if t is None:
+        return f"; over the planned seeds: **{p.verdict()}** ({p.note}){flag}"
+    return (f"; over the {t.n} planned seeds ({', '.join(map(str, p.seeds))}): "
+            f"**{p.verdict()}**, diff {pct(t.mean_diff)} [{pct(t.ci_low)}, {pct(t.ci_high)}], "
+            f"Holm p {_p(p.p_t_holm)} / bootstrap {_p(p.p_boot_holm)}{flag}")
 
 
 def _find(comps, task, a, b, key):
@@ -64,36 +82,36 @@ def _find(comps, task, a, b, key):
 
 
 def chain_verdict(comps, task: str, chain) -> tuple[str, list[str]]:
+    """The chain's verdict in Markdown (with the planned seeds' where it differs) and one
+    line per link."""
     key = rows_lib.claim_metric(task)
     links = [_find(comps, task, a, b, key) for a, b in _links(chain)]
     texts = [link_text(c) if c else f"{a} > {b}: not compared" for c, (a, b) in
              zip(links, _links(chain), strict=True)]
-    verdicts = [c.verdict() if c else "not supported" for c in links]
-    if all(v == "holds" for v in verdicts):
-        overall = "holds"
-    elif any(v == "reversed" for v in verdicts):
-        overall = "contradicted (a link is significantly reversed)"
-    else:
-        overall = "not supported"
+    overall = f"**{_chain([c.verdict() if c else 'not supported' for c in links])}**"
+    if any(c and c.planned for c in links):
+        planned = f"**{_chain([c.planned.verdict() if c else 'not supported' for c in links])}**"
+        if planned != overall:
+            overall += f" (over the planned seeds: {planned}; not counted)"
     return overall, texts
 
 
-def _planned_seeds(row, seeds: int) -> range:
-    return range(seeds if row.seeded else 1)
+def _planned_cell(c: analysis.Comparison) -> str:
+    if c.planned is None:
+        return "—"
+    if not c.beyond_plan():
+        return "same seeds"
+    p = c.planned
+    text = f"{p.verdict()} ({len(p.seeds)} seeds)"
+    return f"**{text}: differs**" if c.turns_on_extra_seeds() else text
 
 
-def _seed_use(runs, row, seeds: int) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-    """(planned seeds without a run, seeds run beyond the plan, cells still short).
-
-    A run at a seed beyond the plan stands in for a planned seed that could not be made (its
-    teacher cannot be re-made on the machine at hand), so a cell counts as complete once it
-    has as many seeds as planned, whichever they are.
-    """
-    planned = _planned_seeds(row, seeds)
-    have = {x.seed for x in runs}
-    lost = tuple(s for s in planned if s not in have)
-    extra = tuple(sorted(s for s in have if s not in planned))
-    return lost, extra, max(0, len(lost) - len(extra))
+def _chain(verdicts: list[str]) -> str:
+    if all(v == "holds" for v in verdicts):
+        return "holds"
+    if any(v == "reversed" for v in verdicts):
+        return "contradicted (a link is significantly reversed)"
+    return "not supported"
 
 
 def cell_counts(cells, tasks, seeds: int) -> tuple[int, int]:
@@ -103,19 +121,19 @@ def cell_counts(cells, tasks, seeds: int) -> tuple[int, int]:
     for task in tasks:
         for r in rows_lib.ROWS:
             if r.applies_to(task):
-                n = len(_planned_seeds(r, seeds))
+                n = len(plan.planned_seeds(r, seeds))
                 planned += n
-                done += n - _seed_use(cells.get((task, r.name), []), r, seeds)[2]
+                done += n - plan.seed_use(cells.get((task, r.name), []), r, seeds)[2]
     return done, planned
 
 
 def _rows_by(cells, task: str, seeds: int, key) -> dict[tuple, list[str]]:
-    """The task's row names, in the tables' order, grouped by ``key(*_seed_use(...))``; rows
+    """The task's row names, in the tables' order, grouped by ``key(*plan.seed_use(...))``; rows
     whose key is None are left out."""
     out: dict[tuple, list[str]] = {}
     for r in rows_lib.ROWS:
         if r.applies_to(task):
-            k = key(*_seed_use(cells.get((task, r.name), []), r, seeds))
+            k = key(*plan.seed_use(cells.get((task, r.name), []), r, seeds))
             if k is not None:
                 out.setdefault(k, []).append(r.name)
     return out
@@ -271,11 +289,11 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
         lines += ["", f"### ({claim}) {title}", ""]
         for task in tasks:
             overall, texts = chain_verdict(comps, task, CHAINS[claim])
-            lines.append(f"- {task} ({rows_lib.claim_metric(task)}): **{overall}**")
+            lines.append(f"- {task} ({rows_lib.claim_metric(task)}): {overall}")
             lines += [f"  - {t}" for t in texts]
     lines += ["", "### Other comparisons", "",
               "| task | A > B | metric | verdict | diff (points) [95% CI] | p (Holm) | "
-              "bootstrap p (Holm) |", "|---" * 7 + "|"]
+              "bootstrap p (Holm) | over the planned seeds |", "|---" * 8 + "|"]
     for c in comps:
         if c.claim in CHAINS and (c.a, c.b) in _links(CHAINS[c.claim]):
             continue
@@ -283,7 +301,11 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
         diff = f"{pct(t.mean_diff)} [{pct(t.ci_low)}, {pct(t.ci_high)}]" if t else c.note
         bp = _p(c.p_boot_holm) if c.bootstrap else "—"
         lines.append(f"| {c.task} | {c.a} > {c.b} | {c.metric} | {c.verdict()} | {diff} | "
-                     f"{_p(c.p_t_holm)} | {bp} |")
+                     f"{_p(c.p_t_holm)} | {bp} | {_planned_cell(c)} |")
+    turned = [c for c in comps if c.turns_on_extra_seeds()]
+    lines += ["", "### Verdicts that turn on seeds beyond the plan", "",
+              "Not counted as findings (see the rule above):", ""]
+    lines += [f"- {c.task} ({c.metric}): {link_text(c)}" for c in turned] or ["- none"]
     folded = analysis.folded_trivials(cells, tasks)
     by_pair: dict[tuple[str, str], list[str]] = {}
     for task, row, twin in folded:
@@ -320,7 +342,9 @@ def render(cells, tasks, comps, *, seeds: int, provenance: dict,
                   "one (results/README.md). Where a planned seed's teacher ran on a machine no "
                   "longer at hand, its students run at a new seed with a new teacher instead "
                   "(`python -m experiments.reproduce ... --only_seeds`); every table and test "
-                  "uses every seed a row has, and comparisons pair the seeds both rows have.",
+                  "uses every seed a row has, and comparisons pair the seeds both rows have; "
+                  "each verdict is also given over the planned seeds, stand-ins and their "
+                  "partners included (Verdicts).",
                   ""] + [f"- {m}" for m in extra]
     for key, title in (("no_predictions", "Runs without predictions.json"),
                        ("mismatches", "Predictions that disagree with final metrics"),

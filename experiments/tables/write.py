@@ -93,8 +93,22 @@ def comparison_rows(comps) -> list[dict]:
             "n_examples": b.n_examples if b else 0, "boot_diff": b.diff if b else "",
             "boot_ci_low": b.ci_low if b else "", "boot_ci_high": b.ci_high if b else "",
             "p_boot": b.p if b else "", "p_boot_holm": c.p_boot_holm,
-            "verdict": c.verdict(), "note": c.note})
+            "verdict": c.verdict(), "note": c.note, "seeds": " ".join(map(str, c.seeds)),
+            **_planned_columns(c)})
     return out
+
+
+def _planned_columns(c) -> dict:
+    """The comparison over the planned seeds only (empty without a plan)."""
+    p = c.planned
+    t = p.ttest if p else None
+    return {"planned_seeds": " ".join(map(str, p.seeds)) if p else "",
+            "planned_mean_diff": t.mean_diff if t else "",
+            "planned_t_ci_low": t.ci_low if t else "", "planned_t_ci_high": t.ci_high if t else "",
+            "planned_p_t_holm": p.p_t_holm if p else "",
+            "planned_p_boot_holm": p.p_boot_holm if p else "",
+            "planned_verdict": p.verdict() if p else "",
+            "verdict_turns_on_extra_seeds": c.turns_on_extra_seeds()}
 
 
 def write_csv(path: pathlib.Path, records: list[dict]) -> None:
