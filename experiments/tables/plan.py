@@ -4,8 +4,9 @@ The plan runs every seeded row at seeds 0..N-1 (a constant baseline at seed 0). 
 beyond the plan either stands in for a planned seed that could not be made (its teacher cannot
 be re-made on the machine at hand) or sits beside a complete row. A comparison's planned seeds
 are the plan's plus the stand-ins of either row: the other row's run at a stand-in seed is its
-partner, made for that pairing. Every other extra seed was run after the plan; a verdict that
-changes with it is optional stopping, so the report shows the planned-seed verdict beside it.
+partner, made for that pairing. Any other extra seed is beyond the plan, whatever the reason it
+ran (the files do not say): a verdict that changes with it could be optional stopping, so the
+report shows the planned-seed verdict beside it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ holds on a task when all its links hold. (a) is read from the interval of our TK
 Each comparison is tested again over the planned seeds only (stand-ins and their partners
 counted as planned: `experiments/tables/plan.py`), with Holm's correction over those tests;
 a verdict that differs between the two turns on seeds run beyond the plan, and is not counted
-as a finding either way (an extra seed chosen after seeing the verdict is optional stopping).
+as a finding either way: the runs do not record why a seed was added, and one added after
+seeing a verdict would be optional stopping.
 """
 
 from __future__ import annotations
