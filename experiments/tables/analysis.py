@@ -5,7 +5,8 @@ tables show: the final-epoch dev metric), ``predictions.json`` (per dev example,
 paired bootstrap) and ``manifest.json`` (provenance). Comparisons pair row A's seed S with row
 B's seed S (the same teacher seed) for the t-test, and the same dev examples (joined on their
 index) for the bootstrap. Holm's correction runs over every comparison of one test kind and
-one metric kind (all tasks together: the family the report's verdicts are drawn from).
+one metric kind (all tasks together: the family the report's verdicts are drawn from). Each
+comparison is also tested over the planned seeds only (``plan.py``), in a family of its own.
 """
 
 from __future__ import annotations
