@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -147,6 +148,17 @@ def _kill_group(p: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     p.wait()
+
+
+def tagged(r: Result, tag: str) -> str | None:
+    """The text from ``tag`` to the end of its line in the child's stdout (the first such).
+
+    Gloo's C++ threads write their connection messages to the same stdout in pieces, so a line
+    the child printed can follow a piece of theirs (``[Gloo] Rank RESULT {...}``) instead of
+    starting a line. Python writes its buffered line in one write(), so the line is whole.
+    """
+    m = re.search(re.escape(tag) + r".*", r.stdout)
+    return m.group(0) if m else None
 
 
 def describe(results: list[Result], tail: int = 2000) -> str:

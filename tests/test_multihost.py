@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.process_harness import describe, launch
+from tests.process_harness import Result, describe, launch, tagged
 from tkd_jax.train import multihost
 from tkd_jax.train.multihost import MultiHostError
 
@@ -60,11 +60,17 @@ CHECKS = textwrap.dedent("""
 """)
 
 
+def _line(r, tag):
+    line = tagged(r, tag)
+    assert line is not None, (f"process {r.process_id} exited {r.returncode} without a {tag} "
+                              f"line; stdout:\n{r.stdout[-4000:]}\n{describe([r])}")
+    return line
+
+
 def _result(r):
     import json
 
-    line = next(x for x in r.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(_line(r, "RESULT ")[len("RESULT "):])
 
 
 def test_two_processes_form_one_job_with_cross_process_collectives():
@@ -93,6 +99,20 @@ def test_a_hung_child_says_where_it_hung_before_it_is_killed():
     assert (done.returncode, done.killed) == (0, False), describe([done])
     assert hung.killed and hung.returncode == -9, describe([hung])
     assert "in wait_for_a_peer_that_left" in hung.stderr, describe([hung])
+
+
+def test_a_tagged_line_is_found_after_a_piece_of_gloos_output():
+    # A child's stdout as gloo's threads can leave it (seen in runs of the collectives test
+    # above): their messages split and interleaved, the child's line after a piece of one.
+    stdout = ("[Gloo] Rank [Gloo] Rank 0 is connected to 1 peer ranks. Expected number of "
+              "connected peer ranks is : 1\n0 is connected to 1 peer ranks. Expected number of "
+              'connected peer ranks is : 1\n[Gloo] Rank RESULT {"sum": 140.0}\n'
+              "0 is connected to 1 peer ranks. Expected number of connected peer ranks is : 1\n")
+    r = Result(0, 0, stdout, "", 1.0, False)
+    assert _result(r) == {"sum": 140.0}
+    assert tagged(r, "SHARD") is None
+    with pytest.raises(AssertionError, match="exited 0 without a SHARD line"):
+        _line(r, "SHARD")
 
 
 def _one_error_line(r) -> str:
@@ -218,10 +238,6 @@ CHECKPOINT = textwrap.dedent("""
         print("RESTORED", same, tuple(tree["w"].sharding.spec), meta["written_by"])
     ckpt.close()
 """)
-
-
-def _line(r, tag):
-    return next(x for x in r.stdout.splitlines() if x.startswith(tag))
 
 
 def test_checkpoints_move_between_process_layouts(tmp_path):
