@@ -20,7 +20,8 @@ from tkd_jax.train.multihost import MultiHostError
 # collective is waited for (block_until_ready on the whole array): reading one shard, as
 # multihost_utils.process_allgather does, can leave another device's part of the collective
 # running at exit, and a part still connecting to a peer that has exited hangs the
-# interpreter's teardown (about once in 60-90 runs under load; waited: none in 179 runs).
+# interpreter's teardown (about once in 60-90 runs under load; with the all-gather waited
+# for: none in 179 runs).
 COLLECTIVES = textwrap.dedent("""
     import json
     import numpy as np

@@ -31,8 +31,8 @@ def seed_use(runs, row, seeds: int) -> tuple[tuple[int, ...], tuple[int, ...], i
 
 
 def stand_in_seeds(runs, row, seeds: int) -> tuple[int, ...]:
-    """The extra seeds that fill a planned seed's place: the lowest ones, one per lost seed
-    (the driver runs the next free seed first)."""
+    """The extra seeds that fill a planned seed's place: the lowest ones, one per lost seed (a
+    convention: the runs do not record which extra seed was meant for which place)."""
     lost, extra, _ = seed_use(runs, row, seeds)
     return extra[:len(lost)]
 
