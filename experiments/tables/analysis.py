@@ -167,10 +167,11 @@ def _paired_runs(task: str, a: str, b: str, cells, allowed: set[int] | None):
 def compare(task: str, a: str, b: str, claim: str, metric: str, cells,
             *, n_resamples: int = N_RESAMPLES, allowed: set[int] | None = None) -> Comparison:
     """Row a against row b on one metric, over the seeds both have (within ``allowed``)."""
+    missing = [x for x in (a, b) if not cells.get((task, x))]
+    if missing:
+        return Comparison(task, a, b, claim, metric, None, None,
+                          f"no runs of {' and '.join(missing)}")
     runs_a, runs_b = _paired_runs(task, a, b, cells, allowed)
-    if not cells.get((task, a)) or not cells.get((task, b)):
-        missing = " and ".join(x for x in (a, b) if not cells.get((task, x)))
-        return Comparison(task, a, b, claim, metric, None, None, f"no runs of {missing}")
     seeds = tuple(r.seed for r in runs_a)
     if len(runs_a) < 2:
         return Comparison(task, a, b, claim, metric, None, None,
