@@ -734,6 +734,19 @@ def test_runs_beyond_the_planned_seeds_stand_in_for_missing_ones():
         f"**Complete**: all {len(beside) * 5 - 2 * 4} planned cells (5 seeds) have finished.")
 
 
+@pytest.mark.parametrize("argv, match", [
+    (["--seeds", "0"], "--seeds 0: expected at least 1"),
+    (["--resamples", "-1"], "--resamples -1: expected at least 1"),
+    (["--tasks", "nope"], "nope"),
+    (["--runs_dir", "/nonexistent/runs"], "--runs_dir /nonexistent/runs: not a directory"),
+])
+def test_tables_command_rejects_bad_arguments_before_reading_runs(argv, match):
+    from experiments.tables.__main__ import main
+
+    with pytest.raises(ConfigError, match=match):
+        main(argv)
+
+
 def test_a_comparison_plans_the_seeds_of_its_stand_ins_and_their_partners():
     def runs(*seeds):
         return [types.SimpleNamespace(seed=s) for s in seeds]

@@ -12,6 +12,7 @@ import sys
 from experiments import cli, reproduce
 from experiments.tables import analysis, provenance, reproduction, write
 from experiments.tables import rows as rows_lib
+from tkd_jax.errors import ConfigError
 
 
 def _wall_seconds(run_dir) -> float:
@@ -54,7 +55,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seeds", type=int, default=rows_lib.DEFAULT_SEEDS)
     p.add_argument("--resamples", type=int, default=analysis.N_RESAMPLES)
     args = p.parse_args(argv)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    from tkd_jax.data import get_task
+
+    tasks = [get_task(t.strip().lower()).name  # ConfigError on an unknown task
+             for t in args.tasks.split(",") if t.strip()]
+    for flag, value in (("--seeds", args.seeds), ("--resamples", args.resamples)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: expected at least 1")
+    if not pathlib.Path(args.runs_dir).is_dir():
+        raise ConfigError(f"--runs_dir {args.runs_dir}: not a directory")
     for path in build(pathlib.Path(args.runs_dir), pathlib.Path(args.out), tasks,
                       seeds=args.seeds, n_resamples=args.resamples, root=reproduce.repo_root()):
         print(path)
